@@ -1,0 +1,328 @@
+//! Reading the configuration: file + environment through the `config` crate, then secret
+//! files, then cross-field validation. Errors always name the key path and what to do.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use config::{Environment, File, FileFormat};
+
+use super::{Config, Security};
+use crate::secret::Secret;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: not found; check --config / SNAPMAIL_CONFIG")]
+    NotFound { path: PathBuf },
+    #[error("config: {0}")]
+    Invalid(String),
+    #[error("{key}: cannot read secret file {path}: {source}; check the path and that snapmail may read it")]
+    SecretFile {
+        key: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+/// Load from `path` (if any) and the process environment.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    load_from(path, None)
+}
+
+/// Load from `path` and `env` (`None`: the process environment). Tests pass a map.
+pub fn load_from(path: Option<&Path>, env: Option<HashMap<String, String>>) -> Result<Config, ConfigError> {
+    let mut builder = config::Config::builder();
+    if let Some(path) = path {
+        if !path.exists() {
+            return Err(ConfigError::NotFound { path: path.to_owned() });
+        }
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => FileFormat::Json,
+            _ => FileFormat::Yaml,
+        };
+        builder = builder.add_source(File::from(path).format(format));
+    }
+    // `SNAPMAIL__SMTP__PASSWORD` → `smtp.password`. No `try_parsing`: it would turn a
+    // password such as "0123" into the number 123. Typed fields parse strings themselves.
+    builder = builder.add_source(
+        Environment::with_prefix("SNAPMAIL")
+            .prefix_separator("__")
+            .separator("__")
+            .source(env),
+    );
+    let raw = builder.build().map_err(|e| invalid(tidy(e.to_string())))?;
+    let mut cfg: Config = raw.try_deserialize().map_err(|e| invalid(tidy(e.to_string())))?;
+    resolve_secrets(&mut cfg)?;
+    validate(&cfg)?;
+    Ok(cfg)
+}
+
+/// Rewrite the `config` crate's "... for key `smtp.port` in ..." into "smtp.port: ...".
+fn tidy(msg: String) -> String {
+    if let Some(start) = msg.find(" for key `") {
+        let rest = &msg[start + " for key `".len()..];
+        if let Some(end) = rest.find('`') {
+            let key = &rest[..end];
+            let what = &msg[..start];
+            let origin = rest[end + 1..].trim();
+            let origin = origin.strip_prefix("in ").unwrap_or(origin);
+            return if origin.is_empty() {
+                format!("{key}: {what}")
+            } else {
+                format!("{key}: {what} (from {origin})")
+            };
+        }
+    }
+    msg
+}
+
+/// Fill `password` from `password_file`, and turn empty strings into "unset".
+fn resolve_secrets(cfg: &mut Config) -> Result<(), ConfigError> {
+    fn one(key: &str, value: &mut Option<Secret>, file: &Option<PathBuf>) -> Result<(), ConfigError> {
+        if value.as_ref().is_some_and(Secret::is_empty) {
+            *value = None;
+        }
+        if let Some(path) = file.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+            if value.is_some() {
+                return Err(invalid(format!(
+                    "{key} and {key}_file are both set; keep one of them"
+                )));
+            }
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                key: format!("{key}_file"),
+                path: path.clone(),
+                source,
+            })?;
+            // Secret files usually end with a newline; nothing else is trimmed here.
+            *value = Some(Secret::new(text.trim_end_matches(['\r', '\n'])));
+        }
+        Ok(())
+    }
+    one("mqtt.password", &mut cfg.mqtt.password, &cfg.mqtt.password_file)?;
+    if cfg.mqtt.username.as_deref() == Some("") {
+        cfg.mqtt.username = None;
+    }
+    if cfg.mqtt.url.as_deref() == Some("") {
+        cfg.mqtt.url = None;
+    }
+    if let Some(smtp) = cfg.smtp.as_mut() {
+        one("smtp.password", &mut smtp.password, &smtp.password_file)?;
+        if smtp.from.as_deref() == Some("") {
+            smtp.from = None;
+        }
+        if smtp.ca_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            smtp.ca_file = None;
+        }
+    }
+    Ok(())
+}
+
+fn validate(cfg: &Config) -> Result<(), ConfigError> {
+    if let Some(url) = &cfg.mqtt.url {
+        crate::sources::mqtt::BrokerAddress::parse(url).map_err(|e| invalid(format!("mqtt.url: {e}")))?;
+    }
+    if cfg.mqtt.qos > 1 {
+        return Err(invalid(format!("mqtt.qos: {} is not allowed; use 0 or 1", cfg.mqtt.qos)));
+    }
+    if cfg.mqtt.client_id.trim().is_empty() {
+        return Err(invalid("mqtt.client_id: must not be empty"));
+    }
+    if let Some(smtp) = &cfg.smtp {
+        if smtp.host.trim().is_empty() {
+            return Err(invalid("smtp.host: must not be empty; Gmail is smtp.gmail.com"));
+        }
+        if smtp.username.trim().is_empty() {
+            return Err(invalid(
+                "smtp.username: not set; use your full Gmail address, e.g. you@gmail.com",
+            ));
+        }
+        if smtp.password.is_none() {
+            return Err(invalid(
+                "smtp.password: not set; put your Gmail app password in smtp.password, \
+                 smtp.password_file or SNAPMAIL__SMTP__PASSWORD",
+            ));
+        }
+        crate::mail::compose::parse_mailbox(smtp.from_address())
+            .map_err(|e| invalid(format!("smtp.from: {e}")))?;
+        for to in smtp.recipients() {
+            crate::mail::compose::parse_mailbox(&to).map_err(|e| invalid(format!("smtp.to: {e}")))?;
+        }
+        if let Some(ca) = &smtp.ca_file {
+            if !ca.exists() {
+                return Err(invalid(format!(
+                    "smtp.ca_file: {} does not exist; give the path of a PEM certificate or remove the key",
+                    ca.display()
+                )));
+            }
+        }
+        if smtp.max_connections == 0 {
+            return Err(invalid("smtp.max_connections: must be at least 1"));
+        }
+        if smtp.security() == Security::Starttls && smtp.port.0 == 465 {
+            tracing::warn!(
+                "smtp.security is starttls but smtp.port is 465, which speaks TLS from the first byte; \
+                 use security: tls (or port 587)"
+            );
+        }
+        if smtp.security() == Security::Tls && smtp.port.0 == 587 {
+            tracing::warn!(
+                "smtp.security is tls but smtp.port is 587, which expects STARTTLS; use security: starttls (or port 465)"
+            );
+        }
+    }
+    if !(1..=100).contains(&cfg.snapshot.jpeg_quality) {
+        return Err(invalid(format!(
+            "snapshot.jpeg_quality: {} is out of range; use 1 to 100 (80 is a good default)",
+            cfg.snapshot.jpeg_quality
+        )));
+    }
+    if cfg.snapshot.max_width == 0 || cfg.snapshot.max_height == 0 {
+        return Err(invalid("snapshot.max_width / snapshot.max_height: must be at least 1"));
+    }
+    if cfg.frigate.topic_prefix.trim().is_empty() {
+        return Err(invalid("frigate.topic_prefix: must not be empty (Frigate's default is frigate)"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::Duration;
+
+    fn yaml(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    const FULL: &str = r#"
+mqtt:
+  url: mqtt://127.0.0.1:1883
+  username: ""
+  password: ""
+  client_id: snapmail
+smtp:
+  host: smtp.gmail.com
+  port: 587
+  security: starttls
+  username: you@gmail.com
+  password: "abcd efgh ijkl mnop"
+  from: "Cameras <you@gmail.com>"
+  to: [you@gmail.com]
+  ca_file: ""
+frigate:
+  url: http://frigate:5000
+  topic_prefix: frigate
+snapshot:
+  max_width: 1280
+  max_height: 1280
+  jpeg_quality: 80
+rate_limit:
+  cooldown: 60s
+cameras:
+  driveway:
+    cooldown: 10m
+"#;
+
+    #[test]
+    fn the_documented_example_loads() {
+        let f = yaml(FULL);
+        let cfg = load_from(Some(f.path()), env(&[])).unwrap();
+        let smtp = cfg.smtp.as_ref().unwrap();
+        assert_eq!(smtp.app_password().expose(), "abcdefghijklmnop");
+        assert_eq!(smtp.security(), Security::Starttls);
+        assert_eq!(cfg.mqtt.username, None);
+        assert_eq!(cfg.mqtt.password, None);
+        assert_eq!(cfg.cooldown_for("driveway"), Duration::from_secs(600));
+        assert_eq!(cfg.cooldown_for("garden"), Duration::from_secs(60));
+        assert_eq!(smtp.ca_file, None);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let f = yaml(FULL);
+        let cfg = load_from(
+            Some(f.path()),
+            env(&[
+                ("SNAPMAIL__SMTP__PASSWORD", "0123 4567 8901 2345"),
+                ("SNAPMAIL__SMTP__PORT", "465"),
+                ("SNAPMAIL__SMTP__SECURITY", "tls"),
+                ("SNAPMAIL__SMTP__TO", "a@example.com, b@example.com"),
+            ]),
+        )
+        .unwrap();
+        let smtp = cfg.smtp.unwrap();
+        assert_eq!(smtp.app_password().expose(), "0123456789012345");
+        assert_eq!(smtp.port, crate::config::Port(465));
+        assert_eq!(smtp.recipients(), vec!["a@example.com", "b@example.com"]);
+    }
+
+    #[test]
+    fn port_465_defaults_to_implicit_tls() {
+        let f = yaml("smtp:\n  port: 465\n  username: a@b.c\n  password: x\n");
+        let cfg = load_from(Some(f.path()), env(&[])).unwrap();
+        assert_eq!(cfg.smtp.unwrap().security(), Security::Tls);
+    }
+
+    #[test]
+    fn secrets_from_files() {
+        let mut secret = tempfile::NamedTempFile::new().unwrap();
+        writeln!(secret, "abcd efgh ijkl mnop").unwrap();
+        let f = yaml(&format!(
+            "smtp:\n  username: a@b.c\n  password_file: {}\n",
+            secret.path().display()
+        ));
+        let cfg = load_from(Some(f.path()), env(&[])).unwrap();
+        assert_eq!(cfg.smtp.unwrap().app_password().expose(), "abcdefghijklmnop");
+    }
+
+    fn error_of(text: &str, vars: &[(&str, &str)]) -> String {
+        let f = yaml(text);
+        load_from(Some(f.path()), env(vars)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_fix() {
+        let e = error_of("smtp:\n  port: abc\n  username: a@b.c\n  password: x\n", &[]);
+        assert!(e.contains("smtp.port: \"abc\" is not a port number"), "{e}");
+        let e = error_of("smtp:\n  username: a@b.c\n  password: x\n", &[("SNAPMAIL__SMTP__PORT", "abc")]);
+        assert!(e.contains("smtp.port: \"abc\" is not a port number"), "{e}");
+        let e = error_of("smtp:\n  prot: 587\n", &[]);
+        assert!(e.contains("unknown field `prot`") && e.contains("smtp"), "{e}");
+        let e = error_of("rate_limit:\n  cooldown: soon\n", &[]);
+        assert!(e.contains("rate_limit.cooldown: \"soon\" is not a duration"), "{e}");
+        let e = error_of("smtp:\n  username: a@b.c\n", &[]);
+        assert!(e.contains("smtp.password: not set"), "{e}");
+        let e = error_of("smtp:\n  username: a@b.c\n  password: x\n  security: ssl\n", &[]);
+        assert!(e.contains("smtp.security") && e.contains("starttls"), "{e}");
+        let e = error_of("snapshot:\n  jpeg_quality: 0\n", &[]);
+        assert!(e.contains("snapshot.jpeg_quality"), "{e}");
+        let e = error_of("cameras:\n  driveway:\n    cooldwn: 1m\n", &[]);
+        assert!(e.contains("cooldwn"), "{e}");
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_errors() {
+        let e = error_of("smtp:\n  username: a@b.c\n  password: hunter2secret\n  from: not an address\n", &[]);
+        assert!(e.contains("smtp.from"), "{e}");
+        assert!(!e.contains("hunter2secret"), "{e}");
+    }
+
+    #[test]
+    fn no_file_means_embedded_defaults() {
+        let cfg = load_from(None, env(&[])).unwrap();
+        assert!(cfg.smtp.is_none());
+        assert!(cfg.mqtt.url.is_none());
+        assert_eq!(cfg.frigate.topic_prefix, "frigate");
+    }
+}

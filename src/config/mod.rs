@@ -1,0 +1,292 @@
+//! Configuration: the user-facing contract of key names, their defaults, and loading.
+//!
+//! Sources, later ones winning: the YAML file (`--config PATH` or `SNAPMAIL_CONFIG`), then
+//! environment variables `SNAPMAIL__SECTION__KEY`. Every secret may instead come from a file
+//! named by the sibling `*_file` key (Docker secrets, Home Assistant). Loading either yields a
+//! fully validated [`Config`] or a [`ConfigError`] that names the key path and the fix.
+
+mod load;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use load::{load, load_from, ConfigError};
+pub use types::{HumanDuration, Port, StringList};
+
+use crate::secret::Secret;
+
+/// The whole configuration, after defaults, environment overrides and secret files.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub mqtt: MqttConfig,
+    /// `None` means preview mode: mails are written as `.eml` files instead of sent.
+    pub smtp: Option<SmtpConfig>,
+    pub frigate: FrigateConfig,
+    pub snapshot: SnapshotConfig,
+    pub rate_limit: RateLimitConfig,
+    pub cameras: BTreeMap<String, CameraConfig>,
+    pub outbox: OutboxConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// `mqtt://host:1883` or `mqtts://host:8883`. Unset: run the embedded broker.
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    pub client_id: String,
+    /// Where the embedded broker listens when `url` is unset.
+    pub listen: SocketAddr,
+    /// Subscription QoS (0 or 1).
+    pub qos: u8,
+    /// `false` keeps a persistent session on the broker across reconnects.
+    pub clean_session: bool,
+    pub keep_alive: HumanDuration,
+    /// Largest MQTT packet accepted (rumqttc's default of 10 KiB is far too small for snapshots).
+    pub max_packet_bytes: usize,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            url: None,
+            username: None,
+            password: None,
+            password_file: None,
+            client_id: "snapmail".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            qos: 1,
+            clean_session: true,
+            keep_alive: HumanDuration::secs(30),
+            max_packet_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Plain connect, then `STARTTLS` (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+impl Security {
+    pub fn name(self) -> &'static str {
+        match self {
+            Security::Starttls => "starttls",
+            Security::Tls => "tls",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: Port,
+    /// Unset: `tls` on port 465, `starttls` otherwise. Read it through [`SmtpConfig::security`].
+    #[serde(rename = "security")]
+    pub security_setting: Option<Security>,
+    pub username: String,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    pub from: Option<String>,
+    pub to: StringList,
+    /// Extra trusted root certificate (PEM), e.g. for a self-hosted relay.
+    pub ca_file: Option<PathBuf>,
+    /// Upper bound on one whole send: connect, TLS, AUTH and the reply to DATA.
+    pub timeout: HumanDuration,
+    /// At most this many sends at once.
+    pub max_connections: u32,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: "smtp.gmail.com".into(),
+            port: Port(587),
+            security_setting: None,
+            username: String::new(),
+            password: None,
+            password_file: None,
+            from: None,
+            to: StringList::default(),
+            ca_file: None,
+            timeout: HumanDuration::secs(60),
+            max_connections: 2,
+        }
+    }
+}
+
+impl SmtpConfig {
+    /// The effective security mode: explicit, or derived from the port.
+    pub fn security(&self) -> Security {
+        self.security_setting.unwrap_or(if self.port.0 == 465 {
+            Security::Tls
+        } else {
+            Security::Starttls
+        })
+    }
+
+    /// The `From:` mailbox: `smtp.from`, or the login name.
+    pub fn from_address(&self) -> &str {
+        self.from.as_deref().unwrap_or(&self.username)
+    }
+
+    /// Recipients: `smtp.to`, or the login name (mail yourself).
+    pub fn recipients(&self) -> Vec<String> {
+        if self.to.0.is_empty() {
+            vec![self.username.clone()]
+        } else {
+            self.to.0.clone()
+        }
+    }
+
+    /// The app password with the spaces Google shows removed.
+    pub fn app_password(&self) -> Secret {
+        let raw = self.password.as_ref().map(Secret::expose).unwrap_or("");
+        Secret::new(raw.chars().filter(|c| !c.is_whitespace()).collect::<String>())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FrigateConfig {
+    /// Base URL of Frigate's HTTP API.
+    pub url: String,
+    pub topic_prefix: String,
+    /// How often a 404 snapshot is asked for again while the event is in progress.
+    pub snapshot_retries: u32,
+    pub snapshot_retry_delay: HumanDuration,
+}
+
+impl Default for FrigateConfig {
+    fn default() -> Self {
+        FrigateConfig {
+            url: "http://127.0.0.1:5000".into(),
+            topic_prefix: "frigate".into(),
+            snapshot_retries: 3,
+            snapshot_retry_delay: HumanDuration::secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotConfig {
+    pub max_width: u32,
+    pub max_height: u32,
+    pub jpeg_quality: u8,
+    /// Step quality, then size, down until the encoded JPEG fits.
+    pub max_image_bytes: usize,
+    /// Refuse inputs with more pixels than this.
+    pub max_pixels: u64,
+    /// Refuse downloads larger than this.
+    pub max_bytes: usize,
+    /// Whole-request timeout for a snapshot download.
+    pub timeout: HumanDuration,
+    /// Threads for image work; 0 means one per core.
+    pub workers: usize,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            max_width: 1280,
+            max_height: 1280,
+            jpeg_quality: 80,
+            max_image_bytes: 400_000,
+            max_pixels: 50_000_000,
+            max_bytes: 20 * 1024 * 1024,
+            timeout: HumanDuration::secs(10),
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Per camera: at most one mail per cooldown.
+    pub cooldown: HumanDuration,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            cooldown: HumanDuration::secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CameraConfig {
+    pub cooldown: Option<HumanDuration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// The durable spool: every mail is written here before it is sent.
+    pub dir: PathBuf,
+    /// Preview mode (no `smtp` section): finished mails are written here as `.eml` files.
+    pub preview_dir: PathBuf,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            dir: PathBuf::from("./data/outbox"),
+            preview_dir: PathBuf::from("./outbox"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `snapmail=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Pretty,
+        }
+    }
+}
+
+impl Config {
+    /// The cooldown that applies to `camera`.
+    pub fn cooldown_for(&self, camera: &str) -> Duration {
+        self.cameras
+            .get(camera)
+            .and_then(|c| c.cooldown)
+            .unwrap_or(self.rate_limit.cooldown)
+            .0
+    }
+}

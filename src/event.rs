@@ -1,0 +1,78 @@
+//! The normalized [`Event`]: what every source turns its messages into, and the only thing
+//! the later stages (policy, snapshot, mail) know about where a notification came from.
+
+use std::time::SystemTime;
+
+/// Where the picture for an event comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SnapshotSource {
+    /// Frigate's `GET /api/events/<id>/snapshot.jpg`.
+    FrigateEvent { event_id: String },
+    /// Image bytes that arrived with the message.
+    Inline(Vec<u8>),
+    /// A URL to fetch.
+    Url(String),
+    /// No picture; the mail says why.
+    None { reason: String },
+}
+
+/// One thing that happened on one camera, in source-independent terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Which source produced it (`frigate_events`, …), for logs and metrics.
+    pub source: &'static str,
+    /// Stable identity used for de-duplication (e.g. the Frigate event id).
+    pub id: String,
+    pub camera: String,
+    pub label: Option<String>,
+    /// A recognised name or plate, e.g. a known face.
+    pub sub_label: Option<String>,
+    /// Detection confidence, 0..1.
+    pub score: Option<f32>,
+    pub zones: Vec<String>,
+    /// When it started, as the source reports it.
+    pub time: SystemTime,
+    pub snapshot: SnapshotSource,
+    /// A link to look at the event in the source's UI.
+    pub link: Option<String>,
+}
+
+impl Event {
+    /// `person (78%)`, `person`, or `motion` — the short description used in subjects and logs.
+    pub fn summary(&self) -> String {
+        let label = self.label.as_deref().unwrap_or("motion");
+        let mut s = match &self.sub_label {
+            Some(sub) => format!("{label} {sub}"),
+            None => label.to_owned(),
+        };
+        if let Some(score) = self.score {
+            s.push_str(&format!(" ({:.0}%)", score * 100.0));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries() {
+        let mut e = Event {
+            source: "test",
+            id: "1".into(),
+            camera: "driveway".into(),
+            label: Some("person".into()),
+            sub_label: None,
+            score: Some(0.78125),
+            zones: vec![],
+            time: SystemTime::UNIX_EPOCH,
+            snapshot: SnapshotSource::None { reason: "test".into() },
+            link: None,
+        };
+        assert_eq!(e.summary(), "person (78%)");
+        e.sub_label = Some("Alice".into());
+        e.score = None;
+        assert_eq!(e.summary(), "person Alice");
+    }
+}

@@ -1,0 +1,210 @@
+//! The MQTT connection: one client for every configured source.
+//!
+//! rumqttc's event loop reconnects on the next `poll()` after an error, immediately and
+//! forever, and forgets subscriptions. So this loop adds what a daemon needs: a capped,
+//! jittered pause after each failure, a fresh SUBSCRIBE on every ConnAck, and a packet
+//! limit large enough for snapshot payloads. It never returns because the broker is down;
+//! it returns only on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, ConnectionError, Event as MqttEvent, MqttOptions, Packet, QoS, Transport};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use super::{matches_any, Decoded, Decoder, Message};
+use crate::backoff::Backoff;
+use crate::config::MqttConfig;
+use crate::event::Event;
+
+/// `mqtt://host:port` or `mqtts://host:port`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl BrokerAddress {
+    pub fn parse(url: &str) -> Result<BrokerAddress, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("mqtt://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("tcp://") {
+            (false, r)
+        } else {
+            return Err(format!(
+                "{url:?} is not a broker URL; use mqtt://host:1883 or mqtts://host:8883"
+            ));
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('@') {
+            return Err("put the user name and password in mqtt.username / mqtt.password, not in the URL".into());
+        }
+        let default_port = if tls { 8883 } else { 1883 };
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => match p.parse::<u16>() {
+                Ok(p) if p > 0 => (h, p),
+                _ => return Err(format!("{p:?} in {url:?} is not a port number (1-65535)")),
+            },
+            _ => (rest, default_port),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("{url:?} has no host name"));
+        }
+        Ok(BrokerAddress {
+            host: host.to_owned(),
+            port,
+            tls,
+        })
+    }
+}
+
+/// Connection settings resolved from [`MqttConfig`] (plus the embedded broker's address).
+#[derive(Clone)]
+pub struct MqttSettings {
+    pub address: BrokerAddress,
+    pub config: MqttConfig,
+}
+
+/// Runs the MQTT client until `shutdown` flips, sending decoded events to `out`.
+pub async fn run(
+    settings: MqttSettings,
+    mut decoders: Vec<Box<dyn Decoder>>,
+    out: mpsc::Sender<Event>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let cfg = &settings.config;
+    let addr = &settings.address;
+    let mut opts = MqttOptions::new(cfg.client_id.clone(), addr.host.clone(), addr.port);
+    opts.set_keep_alive(cfg.keep_alive.0.max(Duration::from_secs(1)));
+    opts.set_clean_session(cfg.clean_session);
+    opts.set_max_packet_size(cfg.max_packet_bytes, 64 * 1024);
+    if let Some(user) = &cfg.username {
+        let pass = cfg.password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default();
+        opts.set_credentials(user.clone(), pass);
+    }
+    if addr.tls {
+        match tls_config() {
+            Ok(tls) => {
+                opts.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(tls))));
+            }
+            Err(e) => warn!("mqtt: TLS setup failed: {e}"),
+        }
+    }
+    let filters: Vec<Vec<String>> = decoders.iter().map(|d| d.topics()).collect();
+    let all_topics: Vec<String> = filters.iter().flatten().cloned().collect();
+    let qos = if cfg.qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+
+    let (client, mut eventloop) = AsyncClient::new(opts, 64);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut connected = false;
+    info!(broker = %format!("{}:{}", addr.host, addr.port), "mqtt: connecting");
+
+    loop {
+        let polled = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            p = eventloop.poll() => p,
+        };
+        match polled {
+            Ok(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
+                connected = true;
+                backoff.reset();
+                info!(session_present = ack.session_present, "mqtt: connected");
+                // rumqttc does not restore subscriptions after a reconnect: subscribe every time.
+                for topic in &all_topics {
+                    if let Err(e) = client.try_subscribe(topic.clone(), qos) {
+                        warn!("mqtt: could not queue SUBSCRIBE {topic}: {e}");
+                    }
+                }
+            }
+            Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
+                info!(topics = ?all_topics, "mqtt: subscribed");
+            }
+            Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                let Ok(topic) = std::str::from_utf8(&p.topic) else {
+                    warn!("mqtt: ignored a message whose topic is not UTF-8");
+                    continue;
+                };
+                let msg = Message {
+                    topic,
+                    payload: &p.payload,
+                    retained: p.retain,
+                };
+                for (decoder, topics) in decoders.iter_mut().zip(&filters) {
+                    if !matches_any(topic, topics) {
+                        continue;
+                    }
+                    match decoder.decode(msg) {
+                        Decoded::Event(ev) => {
+                            debug!(source = ev.source, camera = %ev.camera, id = %ev.id, "mqtt: event decoded");
+                            if out.send(*ev).await.is_err() {
+                                return;
+                            }
+                        }
+                        Decoded::Ignored(why) => debug!(topic, "mqtt: ignored: {why}"),
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let delay = backoff.next_delay();
+                if connected || backoff.attempts() <= 1 {
+                    warn!("mqtt: connection to {}:{} failed: {}; retrying in {:.1}s", addr.host, addr.port, describe(&e), delay.as_secs_f64());
+                } else {
+                    debug!("mqtt: still cannot connect: {}; retrying in {:.1}s", describe(&e), delay.as_secs_f64());
+                }
+                connected = false;
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+    info!("mqtt: stopped");
+}
+
+/// A connection error in words a user can act on.
+fn describe(e: &ConnectionError) -> String {
+    use rumqttc::ConnectReturnCode as C;
+    match e {
+        ConnectionError::ConnectionRefused(C::BadUserNamePassword) | ConnectionError::ConnectionRefused(C::NotAuthorized) => {
+            "the broker refused the login; check mqtt.username and mqtt.password".into()
+        }
+        ConnectionError::ConnectionRefused(code) => format!("the broker refused the connection ({code:?})"),
+        ConnectionError::Io(io) => format!("{io}"),
+        other => other.to_string(),
+    }
+}
+
+/// rustls client config for `mqtts://` with the bundled web PKI roots.
+fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    Ok(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            BrokerAddress::parse("mqtt://127.0.0.1:1883").unwrap(),
+            BrokerAddress { host: "127.0.0.1".into(), port: 1883, tls: false }
+        );
+        assert_eq!(
+            BrokerAddress::parse("mqtts://broker.lan").unwrap(),
+            BrokerAddress { host: "broker.lan".into(), port: 8883, tls: true }
+        );
+        assert!(BrokerAddress::parse("http://x").unwrap_err().contains("mqtt://host:1883"));
+        assert!(BrokerAddress::parse("mqtt://u:p@x").is_err());
+        assert!(BrokerAddress::parse("mqtt://x:abc").is_err());
+    }
+}
