@@ -67,7 +67,9 @@ mod tests {
             score: Some(0.78125),
             zones: vec![],
             time: SystemTime::UNIX_EPOCH,
-            snapshot: SnapshotSource::None { reason: "test".into() },
+            snapshot: SnapshotSource::None {
+                reason: "test".into(),
+            },
             link: None,
         };
         assert_eq!(e.summary(), "person (78%)");

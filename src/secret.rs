@@ -74,7 +74,10 @@ mod tests {
     #[test]
     fn never_formats_the_value() {
         let s = Secret::new("abcd efgh ijkl mnop");
-        assert_eq!(format!("{s} {s:?} {:?}", Some(&s)), "[redacted] [redacted] Some([redacted])");
+        assert_eq!(
+            format!("{s} {s:?} {:?}", Some(&s)),
+            "[redacted] [redacted] Some([redacted])"
+        );
         assert_eq!(s.expose(), "abcd efgh ijkl mnop");
     }
 }

@@ -34,11 +34,16 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
 }
 
 /// Load from `path` and `env` (`None`: the process environment). Tests pass a map.
-pub fn load_from(path: Option<&Path>, env: Option<HashMap<String, String>>) -> Result<Config, ConfigError> {
+pub fn load_from(
+    path: Option<&Path>,
+    env: Option<HashMap<String, String>>,
+) -> Result<Config, ConfigError> {
     let mut builder = config::Config::builder();
     if let Some(path) = path {
         if !path.exists() {
-            return Err(ConfigError::NotFound { path: path.to_owned() });
+            return Err(ConfigError::NotFound {
+                path: path.to_owned(),
+            });
         }
         let format = match path.extension().and_then(|e| e.to_str()) {
             Some("json") => FileFormat::Json,
@@ -55,7 +60,9 @@ pub fn load_from(path: Option<&Path>, env: Option<HashMap<String, String>>) -> R
             .source(env),
     );
     let raw = builder.build().map_err(|e| invalid(tidy(e.to_string())))?;
-    let mut cfg: Config = raw.try_deserialize().map_err(|e| invalid(tidy(e.to_string())))?;
+    let mut cfg: Config = raw
+        .try_deserialize()
+        .map_err(|e| invalid(tidy(e.to_string())))?;
     resolve_secrets(&mut cfg)?;
     validate(&cfg)?;
     Ok(cfg)
@@ -82,7 +89,11 @@ fn tidy(msg: String) -> String {
 
 /// Fill `password` from `password_file`, and turn empty strings into "unset".
 fn resolve_secrets(cfg: &mut Config) -> Result<(), ConfigError> {
-    fn one(key: &str, value: &mut Option<Secret>, file: &Option<PathBuf>) -> Result<(), ConfigError> {
+    fn one(
+        key: &str,
+        value: &mut Option<Secret>,
+        file: &Option<PathBuf>,
+    ) -> Result<(), ConfigError> {
         if value.as_ref().is_some_and(Secret::is_empty) {
             *value = None;
         }
@@ -102,7 +113,11 @@ fn resolve_secrets(cfg: &mut Config) -> Result<(), ConfigError> {
         }
         Ok(())
     }
-    one("mqtt.password", &mut cfg.mqtt.password, &cfg.mqtt.password_file)?;
+    one(
+        "mqtt.password",
+        &mut cfg.mqtt.password,
+        &cfg.mqtt.password_file,
+    )?;
     if cfg.mqtt.username.as_deref() == Some("") {
         cfg.mqtt.username = None;
     }
@@ -114,7 +129,11 @@ fn resolve_secrets(cfg: &mut Config) -> Result<(), ConfigError> {
         if smtp.from.as_deref() == Some("") {
             smtp.from = None;
         }
-        if smtp.ca_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        if smtp
+            .ca_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
             smtp.ca_file = None;
         }
     }
@@ -123,17 +142,23 @@ fn resolve_secrets(cfg: &mut Config) -> Result<(), ConfigError> {
 
 fn validate(cfg: &Config) -> Result<(), ConfigError> {
     if let Some(url) = &cfg.mqtt.url {
-        crate::sources::mqtt::BrokerAddress::parse(url).map_err(|e| invalid(format!("mqtt.url: {e}")))?;
+        crate::sources::mqtt::BrokerAddress::parse(url)
+            .map_err(|e| invalid(format!("mqtt.url: {e}")))?;
     }
     if cfg.mqtt.qos > 1 {
-        return Err(invalid(format!("mqtt.qos: {} is not allowed; use 0 or 1", cfg.mqtt.qos)));
+        return Err(invalid(format!(
+            "mqtt.qos: {} is not allowed; use 0 or 1",
+            cfg.mqtt.qos
+        )));
     }
     if cfg.mqtt.client_id.trim().is_empty() {
         return Err(invalid("mqtt.client_id: must not be empty"));
     }
     if let Some(smtp) = &cfg.smtp {
         if smtp.host.trim().is_empty() {
-            return Err(invalid("smtp.host: must not be empty; Gmail is smtp.gmail.com"));
+            return Err(invalid(
+                "smtp.host: must not be empty; Gmail is smtp.gmail.com",
+            ));
         }
         if smtp.username.trim().is_empty() {
             return Err(invalid(
@@ -149,7 +174,8 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
         crate::mail::compose::parse_mailbox(smtp.from_address())
             .map_err(|e| invalid(format!("smtp.from: {e}")))?;
         for to in smtp.recipients() {
-            crate::mail::compose::parse_mailbox(&to).map_err(|e| invalid(format!("smtp.to: {e}")))?;
+            crate::mail::compose::parse_mailbox(&to)
+                .map_err(|e| invalid(format!("smtp.to: {e}")))?;
         }
         if let Some(ca) = &smtp.ca_file {
             if !ca.exists() {
@@ -181,10 +207,14 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
         )));
     }
     if cfg.snapshot.max_width == 0 || cfg.snapshot.max_height == 0 {
-        return Err(invalid("snapshot.max_width / snapshot.max_height: must be at least 1"));
+        return Err(invalid(
+            "snapshot.max_width / snapshot.max_height: must be at least 1",
+        ));
     }
     if cfg.frigate.topic_prefix.trim().is_empty() {
-        return Err(invalid("frigate.topic_prefix: must not be empty (Frigate's default is frigate)"));
+        return Err(invalid(
+            "frigate.topic_prefix: must not be empty (Frigate's default is frigate)",
+        ));
     }
     Ok(())
 }
@@ -202,7 +232,12 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
-        Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     const FULL: &str = r#"
@@ -283,27 +318,47 @@ cameras:
             secret.path().display()
         ));
         let cfg = load_from(Some(f.path()), env(&[])).unwrap();
-        assert_eq!(cfg.smtp.unwrap().app_password().expose(), "abcdefghijklmnop");
+        assert_eq!(
+            cfg.smtp.unwrap().app_password().expose(),
+            "abcdefghijklmnop"
+        );
     }
 
     fn error_of(text: &str, vars: &[(&str, &str)]) -> String {
         let f = yaml(text);
-        load_from(Some(f.path()), env(vars)).unwrap_err().to_string()
+        load_from(Some(f.path()), env(vars))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn errors_name_the_key_and_the_fix() {
-        let e = error_of("smtp:\n  port: abc\n  username: a@b.c\n  password: x\n", &[]);
+        let e = error_of(
+            "smtp:\n  port: abc\n  username: a@b.c\n  password: x\n",
+            &[],
+        );
         assert!(e.contains("smtp.port: \"abc\" is not a port number"), "{e}");
-        let e = error_of("smtp:\n  username: a@b.c\n  password: x\n", &[("SNAPMAIL__SMTP__PORT", "abc")]);
+        let e = error_of(
+            "smtp:\n  username: a@b.c\n  password: x\n",
+            &[("SNAPMAIL__SMTP__PORT", "abc")],
+        );
         assert!(e.contains("smtp.port: \"abc\" is not a port number"), "{e}");
         let e = error_of("smtp:\n  prot: 587\n", &[]);
-        assert!(e.contains("unknown field `prot`") && e.contains("smtp"), "{e}");
+        assert!(
+            e.contains("unknown field `prot`") && e.contains("smtp"),
+            "{e}"
+        );
         let e = error_of("rate_limit:\n  cooldown: soon\n", &[]);
-        assert!(e.contains("rate_limit.cooldown: \"soon\" is not a duration"), "{e}");
+        assert!(
+            e.contains("rate_limit.cooldown: \"soon\" is not a duration"),
+            "{e}"
+        );
         let e = error_of("smtp:\n  username: a@b.c\n", &[]);
         assert!(e.contains("smtp.password: not set"), "{e}");
-        let e = error_of("smtp:\n  username: a@b.c\n  password: x\n  security: ssl\n", &[]);
+        let e = error_of(
+            "smtp:\n  username: a@b.c\n  password: x\n  security: ssl\n",
+            &[],
+        );
         assert!(e.contains("smtp.security") && e.contains("starttls"), "{e}");
         let e = error_of("snapshot:\n  jpeg_quality: 0\n", &[]);
         assert!(e.contains("snapshot.jpeg_quality"), "{e}");
@@ -313,7 +368,10 @@ cameras:
 
     #[test]
     fn secrets_do_not_appear_in_errors() {
-        let e = error_of("smtp:\n  username: a@b.c\n  password: hunter2secret\n  from: not an address\n", &[]);
+        let e = error_of(
+            "smtp:\n  username: a@b.c\n  password: hunter2secret\n  from: not an address\n",
+            &[],
+        );
         assert!(e.contains("smtp.from"), "{e}");
         assert!(!e.contains("hunter2secret"), "{e}");
     }

@@ -21,7 +21,7 @@ pub use types::{HumanDuration, Port, StringList};
 use crate::secret::Secret;
 
 /// The whole configuration, after defaults, environment overrides and secret files.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub mqtt: MqttConfig,
@@ -33,6 +33,8 @@ pub struct Config {
     pub cameras: BTreeMap<String, CameraConfig>,
     pub outbox: OutboxConfig,
     pub log: LogConfig,
+    /// On SIGTERM, how long in-flight sends may take before the daemon exits anyway.
+    pub shutdown_timeout: HumanDuration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,13 +75,22 @@ impl Default for MqttConfig {
 }
 
 /// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Security {
     /// Plain connect, then `STARTTLS` (port 587).
     Starttls,
     /// TLS from the first byte (port 465).
     Tls,
+}
+
+impl<'de> Deserialize<'de> for Security {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        types::choice(
+            d,
+            &[("starttls", Security::Starttls), ("tls", Security::Tls)],
+            "use starttls (port 587) or tls (port 465)",
+        )
+    }
 }
 
 impl Security {
@@ -157,7 +168,11 @@ impl SmtpConfig {
     /// The app password with the spaces Google shows removed.
     pub fn app_password(&self) -> Secret {
         let raw = self.password.as_ref().map(Secret::expose).unwrap_or("");
-        Secret::new(raw.chars().filter(|c| !c.is_whitespace()).collect::<String>())
+        Secret::new(
+            raw.chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>(),
+        )
     }
 }
 
@@ -244,6 +259,20 @@ pub struct OutboxConfig {
     pub dir: PathBuf,
     /// Preview mode (no `smtp` section): finished mails are written here as `.eml` files.
     pub preview_dir: PathBuf,
+    /// Give up on a message (move it to `dir/dead/`) after retrying this long.
+    pub max_age: HumanDuration,
+    /// First retry delay after a temporary failure; doubles per attempt.
+    pub retry_min: HumanDuration,
+    /// Longest delay between retries.
+    pub retry_max: HumanDuration,
+    /// After `550 5.4.5` (daily quota), wait this long before trying again.
+    pub quota_pause: HumanDuration,
+    /// After `534`/`535` (bad login), try at most this often.
+    pub credentials_pause: HumanDuration,
+    /// Refuse new mail while this many messages wait.
+    pub max_messages: usize,
+    /// Refuse new mail while the spool holds this many bytes.
+    pub max_bytes: u64,
 }
 
 impl Default for OutboxConfig {
@@ -251,16 +280,32 @@ impl Default for OutboxConfig {
         OutboxConfig {
             dir: PathBuf::from("./data/outbox"),
             preview_dir: PathBuf::from("./outbox"),
+            max_age: HumanDuration::secs(24 * 3600),
+            retry_min: HumanDuration::secs(5),
+            retry_max: HumanDuration::secs(600),
+            quota_pause: HumanDuration::secs(3600),
+            credentials_pause: HumanDuration::secs(900),
+            max_messages: 10_000,
+            max_bytes: 1024 * 1024 * 1024,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
     #[default]
     Pretty,
     Json,
+}
+
+impl<'de> Deserialize<'de> for LogFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        types::choice(
+            d,
+            &[("pretty", LogFormat::Pretty), ("json", LogFormat::Json)],
+            "use pretty or json",
+        )
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -276,6 +321,22 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".into(),
             format: LogFormat::Pretty,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mqtt: MqttConfig::default(),
+            smtp: None,
+            frigate: FrigateConfig::default(),
+            snapshot: SnapshotConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            cameras: BTreeMap::new(),
+            outbox: OutboxConfig::default(),
+            log: LogConfig::default(),
+            shutdown_timeout: HumanDuration::secs(10),
         }
     }
 }

@@ -72,9 +72,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 Ok(HumanDuration::secs(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<HumanDuration, E> {
-                u64::try_from(v)
-                    .map(HumanDuration::secs)
-                    .map_err(|_| E::custom(format!("{v} is not a duration (use e.g. 30s, 10m, 1h)")))
+                u64::try_from(v).map(HumanDuration::secs).map_err(|_| {
+                    E::custom(format!("{v} is not a duration (use e.g. 30s, 10m, 1h)"))
+                })
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<HumanDuration, E> {
                 let t = v.trim();
@@ -83,7 +83,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 }
                 humantime::parse_duration(t)
                     .map(HumanDuration)
-                    .map_err(|_| E::custom(format!("{v:?} is not a duration (use e.g. 30s, 10m, 1h)")))
+                    .map_err(|_| {
+                        E::custom(format!("{v:?} is not a duration (use e.g. 30s, 10m, 1h)"))
+                    })
             }
         }
         d.deserialize_any(V)
@@ -130,6 +132,21 @@ impl<'de> Deserialize<'de> for StringList {
     }
 }
 
+/// Deserialize one of a fixed set of words (case-insensitive); the error lists them.
+pub fn choice<'de, D: Deserializer<'de>, T: Copy>(
+    d: D,
+    options: &[(&str, T)],
+    help: &str,
+) -> Result<T, D::Error> {
+    let s = String::deserialize(d)?;
+    let wanted = s.trim().to_ascii_lowercase();
+    options
+        .iter()
+        .find(|(name, _)| *name == wanted)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| de::Error::custom(format!("{s:?} is not allowed; {help}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,7 +181,10 @@ mod tests {
         assert_eq!(p("10m").unwrap().0, Duration::from_secs(600));
         assert_eq!(p("1h").unwrap().0, Duration::from_secs(3600));
         assert_eq!(p("45").unwrap().0, Duration::from_secs(45));
-        assert!(p("soon").unwrap_err().to_string().contains("is not a duration"));
+        assert!(p("soon")
+            .unwrap_err()
+            .to_string()
+            .contains("is not a duration"));
     }
 
     #[test]

@@ -99,7 +99,9 @@ mod tests {
             score: None,
             zones: vec![],
             time: SystemTime::UNIX_EPOCH,
-            snapshot: SnapshotSource::None { reason: "test".into() },
+            snapshot: SnapshotSource::None {
+                reason: "test".into(),
+            },
             link: None,
         }
     }
@@ -119,11 +121,24 @@ mod tests {
         assert_eq!(p.decide(&ev("a", "driveway"), t0), Decision::Duplicate);
         assert_eq!(
             p.decide(&ev("b", "driveway"), t0 + Duration::from_secs(100)),
-            Decision::Suppressed { wait: Duration::from_secs(500) }
+            Decision::Suppressed {
+                wait: Duration::from_secs(500)
+            }
         );
         assert_eq!(p.decide(&ev("c", "garden"), t0), Decision::Mail);
-        assert_eq!(p.decide(&ev("d", "garden"), t0 + Duration::from_secs(59)), Decision::Suppressed { wait: Duration::from_secs(1) });
-        assert_eq!(p.decide(&ev("e", "garden"), t0 + Duration::from_secs(60)), Decision::Mail);
-        assert_eq!(p.decide(&ev("f", "driveway"), t0 + Duration::from_secs(600)), Decision::Mail);
+        assert_eq!(
+            p.decide(&ev("d", "garden"), t0 + Duration::from_secs(59)),
+            Decision::Suppressed {
+                wait: Duration::from_secs(1)
+            }
+        );
+        assert_eq!(
+            p.decide(&ev("e", "garden"), t0 + Duration::from_secs(60)),
+            Decision::Mail
+        );
+        assert_eq!(
+            p.decide(&ev("f", "driveway"), t0 + Duration::from_secs(600)),
+            Decision::Mail
+        );
     }
 }

@@ -16,7 +16,11 @@ use crate::event::SnapshotSource;
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("GET {url} answered {status}{body}")]
-    Status { url: String, status: StatusCode, body: String },
+    Status {
+        url: String,
+        status: StatusCode,
+        body: String,
+    },
     #[error("GET {url} timed out after {secs}s (snapshot.timeout)")]
     Timeout { url: String, secs: u64 },
     #[error("GET {url} failed: {reason}")]
@@ -80,7 +84,9 @@ impl Fetcher {
         let mut attempt = 0;
         loop {
             match self.get_once(parsed.clone(), &shown).await {
-                Err(FetchError::Status { status, .. }) if status == StatusCode::NOT_FOUND && attempt < retries_404 => {
+                Err(FetchError::Status { status, .. })
+                    if status == StatusCode::NOT_FOUND && attempt < retries_404 =>
+                {
                     attempt += 1;
                     debug!(url = %shown, attempt, "snapshot not there yet (404); asking again");
                     tokio::time::sleep(self.retry_delay).await;
@@ -125,11 +131,17 @@ impl Fetcher {
             body.extend_from_slice(&chunk);
         }
         if !status.is_success() {
-            let text = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_owned();
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)])
+                .trim()
+                .to_owned();
             return Err(FetchError::Status {
                 url: shown.to_owned(),
                 status,
-                body: if text.is_empty() { String::new() } else { format!(": {text}") },
+                body: if text.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {text}")
+                },
             });
         }
         Ok(body)
@@ -171,7 +183,10 @@ mod tests {
 
     #[test]
     fn urls_lose_their_credentials() {
-        assert_eq!(redact_url("http://admin:s3cret@cam.lan/x"), "http://cam.lan/x");
+        assert_eq!(
+            redact_url("http://admin:s3cret@cam.lan/x"),
+            "http://cam.lan/x"
+        );
         assert_eq!(redact_url("http://cam.lan/x"), "http://cam.lan/x");
     }
 }

@@ -72,7 +72,11 @@ pub enum ImageError {
 }
 
 /// Decode `input`, fit it inside `spec`, and encode a baseline JPEG without metadata.
-pub fn thumbnail(input: &[u8], spec: &ResizeSpec, limits: &Limits) -> Result<Thumbnail, ImageError> {
+pub fn thumbnail(
+    input: &[u8],
+    spec: &ResizeSpec,
+    limits: &Limits,
+) -> Result<Thumbnail, ImageError> {
     if input.is_empty() {
         return Err(ImageError::Empty);
     }
@@ -90,7 +94,10 @@ pub fn thumbnail(input: &[u8], spec: &ResizeSpec, limits: &Limits) -> Result<Thu
         .map_err(|e| ImageError::Decode(e.to_string()))?;
     let (w, h) = decoder.dimensions();
     if w == 0 || h == 0 {
-        return Err(ImageError::ZeroSize { width: w, height: h });
+        return Err(ImageError::ZeroSize {
+            width: w,
+            height: h,
+        });
     }
     if u64::from(w) * u64::from(h) > limits.max_pixels {
         return Err(ImageError::TooManyPixels {
@@ -110,14 +117,18 @@ pub fn thumbnail(input: &[u8], spec: &ResizeSpec, limits: &Limits) -> Result<Thu
             .map_err(|e| ImageError::Decode(e.to_string()))?;
         let mut dst = fr::images::Image::new(tw, th, fr::PixelType::U8x3);
         let mut resizer = fr::Resizer::new();
-        let opts = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
+        let opts = fr::ResizeOptions::new()
+            .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
         resizer
             .resize(&src, &mut dst, &opts)
             .map_err(|e| ImageError::Decode(e.to_string()))?;
         image::RgbImage::from_raw(tw, th, dst.into_vec()).expect("buffer size matches dimensions")
     };
     let mut out = Vec::new();
-    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, spec.jpeg_quality.clamp(1, 100));
+    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(
+        &mut out,
+        spec.jpeg_quality.clamp(1, 100),
+    );
     rgb.write_with_encoder(enc)
         .map_err(|e| ImageError::Encode(e.to_string()))?;
     Ok(Thumbnail {
@@ -136,7 +147,10 @@ pub fn fit(w: u32, h: u32, max_w: u32, max_h: u32) -> (u32, u32) {
     if w <= max_w && h <= max_h {
         return (w, h);
     }
-    let scale = f64::min(f64::from(max_w) / f64::from(w), f64::from(max_h) / f64::from(h));
+    let scale = f64::min(
+        f64::from(max_w) / f64::from(w),
+        f64::from(max_h) / f64::from(h),
+    );
     let tw = ((f64::from(w) * scale).round() as u32).clamp(1, max_w.max(1));
     let th = ((f64::from(h) * scale).round() as u32).clamp(1, max_h.max(1));
     (tw, th)

@@ -55,7 +55,11 @@ impl Snapshotter {
 
     /// Fetch and shrink the picture for `event`.
     pub async fn picture(&self, event: &Event) -> Result<Thumbnail, String> {
-        let bytes = self.fetcher.fetch(&event.snapshot).await.map_err(|e| e.to_string())?;
+        let bytes = self
+            .fetcher
+            .fetch(&event.snapshot)
+            .await
+            .map_err(|e| e.to_string())?;
         self.pool
             .thumbnail(bytes, self.spec.clone(), self.limits.clone())
             .await
@@ -67,11 +71,19 @@ impl Snapshotter {
 const IN_FLIGHT: usize = 16;
 
 /// Run the snapshot stage: events in, notifications out.
-pub async fn run(snapshotter: Snapshotter, mut rx: mpsc::Receiver<Event>, tx: mpsc::Sender<Notification>) {
+pub async fn run(
+    snapshotter: Snapshotter,
+    mut rx: mpsc::Receiver<Event>,
+    tx: mpsc::Sender<Notification>,
+) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
     while let Some(event) = rx.recv().await {
-        let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
         let snap = snapshotter.clone();
         let tx = tx.clone();
         tasks.spawn(async move {

@@ -17,7 +17,9 @@ impl ImagePool {
     /// `workers == 0` means one per available core.
     pub fn new(workers: usize) -> ImagePool {
         let n = if workers == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
         } else {
             workers
         };
@@ -27,8 +29,17 @@ impl ImagePool {
     }
 
     /// Run [`image::thumbnail`] off the async runtime.
-    pub async fn thumbnail(&self, input: Vec<u8>, spec: ResizeSpec, limits: Limits) -> Result<Thumbnail, ImageError> {
-        let _permit = self.permits.acquire().await.expect("semaphore never closed");
+    pub async fn thumbnail(
+        &self,
+        input: Vec<u8>,
+        spec: ResizeSpec,
+        limits: Limits,
+    ) -> Result<Thumbnail, ImageError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore never closed");
         tokio::task::spawn_blocking(move || image::thumbnail(&input, &spec, &limits))
             .await
             .unwrap_or_else(|e| Err(ImageError::Decode(format!("image worker failed: {e}"))))

@@ -13,7 +13,10 @@ use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("embedded MQTT broker: cannot listen on {addr}: {source}; another broker may already run there — set mqtt.url to use it, or mqtt.listen to move the embedded one")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("embedded MQTT broker: {0}")]
     Start(String),
 }
@@ -21,7 +24,12 @@ pub enum BrokerError {
 /// Start the embedded broker on `listen`. It runs until the process exits.
 pub fn start(listen: SocketAddr, max_payload: usize) -> Result<(), BrokerError> {
     // Probe the port: rumqttd would only log a bind failure from its own thread.
-    drop(TcpListener::bind(listen).map_err(|source| BrokerError::Bind { addr: listen, source })?);
+    drop(
+        TcpListener::bind(listen).map_err(|source| BrokerError::Bind {
+            addr: listen,
+            source,
+        })?,
+    );
 
     let router = RouterConfig {
         max_connections: 256,

@@ -119,7 +119,10 @@ impl Decoder for FrigateEvents {
             id: obj.id,
             camera: obj.camera,
             label: obj.label,
-            sub_label: obj.sub_label.map(SubLabel::into_name).filter(|s| !s.is_empty()),
+            sub_label: obj
+                .sub_label
+                .map(SubLabel::into_name)
+                .filter(|s| !s.is_empty()),
             score,
             zones,
             time,

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, ConnectionError, Event as MqttEvent, MqttOptions, Packet, QoS, Transport};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event as MqttEvent, MqttOptions, Packet, QoS, Transport,
+};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -41,7 +43,10 @@ impl BrokerAddress {
         };
         let rest = rest.trim_end_matches('/');
         if rest.contains('@') {
-            return Err("put the user name and password in mqtt.username / mqtt.password, not in the URL".into());
+            return Err(
+                "put the user name and password in mqtt.username / mqtt.password, not in the URL"
+                    .into(),
+            );
         }
         let default_port = if tls { 8883 } else { 1883 };
         let (host, port) = match rest.rsplit_once(':') {
@@ -84,20 +89,30 @@ pub async fn run(
     opts.set_clean_session(cfg.clean_session);
     opts.set_max_packet_size(cfg.max_packet_bytes, 64 * 1024);
     if let Some(user) = &cfg.username {
-        let pass = cfg.password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default();
+        let pass = cfg
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_owned())
+            .unwrap_or_default();
         opts.set_credentials(user.clone(), pass);
     }
     if addr.tls {
         match tls_config() {
             Ok(tls) => {
-                opts.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(tls))));
+                opts.set_transport(Transport::tls_with_config(
+                    rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
+                ));
             }
             Err(e) => warn!("mqtt: TLS setup failed: {e}"),
         }
     }
     let filters: Vec<Vec<String>> = decoders.iter().map(|d| d.topics()).collect();
     let all_topics: Vec<String> = filters.iter().flatten().cloned().collect();
-    let qos = if cfg.qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+    let qos = if cfg.qos == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    };
 
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
@@ -126,10 +141,7 @@ pub async fn run(
                 info!(topics = ?all_topics, "mqtt: subscribed");
             }
             Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                let Ok(topic) = std::str::from_utf8(&p.topic) else {
-                    warn!("mqtt: ignored a message whose topic is not UTF-8");
-                    continue;
-                };
+                let topic = p.topic.as_str();
                 let msg = Message {
                     topic,
                     payload: &p.payload,
@@ -154,9 +166,19 @@ pub async fn run(
             Err(e) => {
                 let delay = backoff.next_delay();
                 if connected || backoff.attempts() <= 1 {
-                    warn!("mqtt: connection to {}:{} failed: {}; retrying in {:.1}s", addr.host, addr.port, describe(&e), delay.as_secs_f64());
+                    warn!(
+                        "mqtt: connection to {}:{} failed: {}; retrying in {:.1}s",
+                        addr.host,
+                        addr.port,
+                        describe(&e),
+                        delay.as_secs_f64()
+                    );
                 } else {
-                    debug!("mqtt: still cannot connect: {}; retrying in {:.1}s", describe(&e), delay.as_secs_f64());
+                    debug!(
+                        "mqtt: still cannot connect: {}; retrying in {:.1}s",
+                        describe(&e),
+                        delay.as_secs_f64()
+                    );
                 }
                 connected = false;
                 tokio::select! {
@@ -174,10 +196,13 @@ pub async fn run(
 fn describe(e: &ConnectionError) -> String {
     use rumqttc::ConnectReturnCode as C;
     match e {
-        ConnectionError::ConnectionRefused(C::BadUserNamePassword) | ConnectionError::ConnectionRefused(C::NotAuthorized) => {
+        ConnectionError::ConnectionRefused(C::BadUserNamePassword)
+        | ConnectionError::ConnectionRefused(C::NotAuthorized) => {
             "the broker refused the login; check mqtt.username and mqtt.password".into()
         }
-        ConnectionError::ConnectionRefused(code) => format!("the broker refused the connection ({code:?})"),
+        ConnectionError::ConnectionRefused(code) => {
+            format!("the broker refused the connection ({code:?})")
+        }
         ConnectionError::Io(io) => format!("{io}"),
         other => other.to_string(),
     }
@@ -186,7 +211,9 @@ fn describe(e: &ConnectionError) -> String {
 /// rustls client config for `mqtts://` with the bundled web PKI roots.
 fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
     let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    Ok(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 #[cfg(test)]
@@ -197,13 +224,23 @@ mod tests {
     fn broker_urls() {
         assert_eq!(
             BrokerAddress::parse("mqtt://127.0.0.1:1883").unwrap(),
-            BrokerAddress { host: "127.0.0.1".into(), port: 1883, tls: false }
+            BrokerAddress {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                tls: false
+            }
         );
         assert_eq!(
             BrokerAddress::parse("mqtts://broker.lan").unwrap(),
-            BrokerAddress { host: "broker.lan".into(), port: 8883, tls: true }
+            BrokerAddress {
+                host: "broker.lan".into(),
+                port: 8883,
+                tls: true
+            }
         );
-        assert!(BrokerAddress::parse("http://x").unwrap_err().contains("mqtt://host:1883"));
+        assert!(BrokerAddress::parse("http://x")
+            .unwrap_err()
+            .contains("mqtt://host:1883"));
         assert!(BrokerAddress::parse("mqtt://u:p@x").is_err());
         assert!(BrokerAddress::parse("mqtt://x:abc").is_err());
     }

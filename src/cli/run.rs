@@ -1,0 +1,43 @@
+//! `snapmail run`: start the pipeline and stop it cleanly on SIGTERM / Ctrl-C.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tracing::info;
+
+pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = snapmail::config::load(config_path)?;
+    super::logging::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("snapmail")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let running = snapmail::pipeline::start(config, stop_rx).await?;
+        info!(version = env!("CARGO_PKG_VERSION"), "snapmail: running");
+        wait_for_signal().await;
+        info!("snapmail: shutting down");
+        let _ = stop_tx.send(true);
+        running.join().await;
+        info!("snapmail: stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

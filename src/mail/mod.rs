@@ -1,0 +1,13 @@
+//! Mail: compose a message for a notification, send it over SMTP, and explain failures.
+//!
+//! [`compose`] builds the message, [`transport`] owns the pooled SMTP connection, and
+//! [`classify`] turns every SMTP failure into a class (retry, pause, give up) plus a hint
+//! that names the config key to fix. Delivery order and retries belong to the outbox.
+
+pub mod classify;
+pub mod compose;
+pub mod transport;
+
+pub use classify::{Class, Failure};
+pub use compose::{Composer, Mail};
+pub use transport::{Accepted, Mailer};

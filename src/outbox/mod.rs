@@ -1,0 +1,141 @@
+//! Outbox: where composed mail goes, and the only way out to the SMTP server.
+//!
+//! [`Outbox::submit`] writes the message durably to the [`spool`] first; the [`delivery`]
+//! loop then sends it and deletes it only after the server's 250. In preview mode (no
+//! `smtp` section) messages are written as `.eml` files instead ([`preview`]).
+
+pub mod delivery;
+pub mod preview;
+pub mod spool;
+pub mod stats;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tracing::{error, info};
+
+use crate::mail::Mail;
+use preview::PreviewDir;
+use spool::{Meta, Spool, SpoolError};
+use stats::Stats;
+
+/// Why a message was not accepted into the outbox.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox is full ({depth} messages, {bytes} bytes; limits outbox.max_messages={max_messages}, outbox.max_bytes={max_bytes}); this mail is dropped — check why mail is not going out (log above), or raise the limits")]
+    Full {
+        depth: u64,
+        bytes: u64,
+        max_messages: usize,
+        max_bytes: u64,
+    },
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("outbox task failed: {0}")]
+    Task(String),
+}
+
+/// A place to hand finished mail to.
+#[derive(Clone)]
+pub enum Outbox {
+    Spool(SpoolOutbox),
+    Preview(PreviewDir),
+}
+
+/// The durable outbox in front of the delivery loop.
+#[derive(Clone)]
+pub struct SpoolOutbox {
+    pub spool: Spool,
+    pub stats: Arc<Stats>,
+    notify: mpsc::Sender<String>,
+    from: String,
+    to: Vec<String>,
+    max_messages: usize,
+    max_bytes: u64,
+}
+
+impl SpoolOutbox {
+    /// Open the spool; `notify` tells the delivery loop about new messages.
+    pub fn open(
+        config: &crate::config::OutboxConfig,
+        from: String,
+        to: Vec<String>,
+        stats: Arc<Stats>,
+        notify: mpsc::Sender<String>,
+    ) -> Result<SpoolOutbox, SpoolError> {
+        let spool = Spool::open(&config.dir)?;
+        let (n, _) = spool.usage()?;
+        stats.depth_add(n as u64);
+        Ok(SpoolOutbox {
+            spool,
+            stats,
+            notify,
+            from,
+            to,
+            max_messages: config.max_messages,
+            max_bytes: config.max_bytes,
+        })
+    }
+}
+
+impl Outbox {
+    /// Accept a finished mail: durably queued (or previewed) when this returns `Ok`.
+    pub async fn submit(&self, mail: Mail) -> Result<(), OutboxError> {
+        let bytes = mail.message.formatted();
+        match self {
+            Outbox::Preview(dir) => {
+                let dir = dir.clone();
+                let id = mail.message_id.clone();
+                let path = tokio::task::spawn_blocking(move || dir.write(&id, &bytes))
+                    .await
+                    .map_err(|e| OutboxError::Task(e.to_string()))??;
+                info!(path = %path.display(), "preview: mail written (no smtp section configured)");
+                Ok(())
+            }
+            Outbox::Spool(o) => {
+                let meta = Meta {
+                    from: mailbox_address(&o.from),
+                    to: o.to.iter().map(|t| mailbox_address(t)).collect(),
+                    created: SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0),
+                    message_id: mail.message_id.clone(),
+                };
+                let spool = o.spool.clone();
+                let (max_messages, max_bytes) = (o.max_messages, o.max_bytes);
+                // The spool directory is the truth about what is queued (delivery removes files).
+                let put = tokio::task::spawn_blocking(move || {
+                    let (depth, used) = spool.usage()?;
+                    if depth >= max_messages || used + bytes.len() as u64 > max_bytes {
+                        return Err(OutboxError::Full {
+                            depth: depth as u64,
+                            bytes: used,
+                            max_messages,
+                            max_bytes,
+                        });
+                    }
+                    Ok(spool.put(&meta, &bytes)?)
+                })
+                .await
+                .map_err(|e| OutboxError::Task(e.to_string()))?;
+                let id = put.inspect_err(|_| Stats::bump(&o.stats.refused))?;
+                o.stats.depth_add(1);
+                Stats::bump(&o.stats.queued);
+                if o.notify.send(id).await.is_err() {
+                    error!("outbox: the delivery loop has stopped; the message stays in the spool for the next start");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `Cameras <cam@x.com>` → `cam@x.com`.
+fn mailbox_address(mailbox: &str) -> String {
+    match crate::mail::compose::parse_mailbox(mailbox) {
+        Ok(m) => m.email.to_string(),
+        Err(_) => mailbox.trim().to_owned(),
+    }
+}

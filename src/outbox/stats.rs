@@ -1,0 +1,48 @@
+//! Delivery counters, shared between the outbox and whoever reports on it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Messages accepted into the spool.
+    pub queued: AtomicU64,
+    /// Messages the server accepted (250 after DATA).
+    pub sent: AtomicU64,
+    /// Send attempts that failed temporarily and will be retried.
+    pub retried: AtomicU64,
+    /// Messages moved to `dead/`.
+    pub dead: AtomicU64,
+    /// New messages refused because the spool was full or not writable.
+    pub refused: AtomicU64,
+    /// Times sending paused for the daily quota.
+    pub paused_quota: AtomicU64,
+    /// Times sending paused for bad credentials.
+    pub paused_credentials: AtomicU64,
+    /// Unix seconds of the oldest waiting message (0: none).
+    pub oldest_created: AtomicU64,
+    /// Messages waiting in the spool now.
+    pub depth: AtomicU64,
+}
+
+impl Stats {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn depth_add(&self, n: u64) {
+        self.depth.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn depth_sub(&self, n: u64) {
+        // Never wrap below zero if a count was off (e.g. a file removed by hand).
+        let _ = self
+            .depth
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                Some(d.saturating_sub(n))
+            });
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,188 @@
+//! The one place where the stages are wired together:
+//!
+//! ```text
+//! sources (MQTT) ──Event──▶ policy ──Event──▶ snapshot ──Notification──▶ mail (compose)
+//!                                                                          │ Mail
+//!                                                                          ▼
+//!                                                  outbox (spool) ──▶ delivery ──▶ SMTP
+//! ```
+//!
+//! Channels between stages are bounded, so a slow SMTP server or a motion storm applies
+//! back-pressure instead of growing memory. Shutdown flows the same way: the source stops,
+//! each stage drains and closes its output, and the delivery loop lets in-flight sends
+//! finish (up to `shutdown_timeout`) while unsent mail stays in the spool.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::event::Event;
+use crate::mail::{Composer, Mailer};
+use crate::outbox::delivery::{self, DeliverySettings};
+use crate::outbox::preview::PreviewDir;
+use crate::outbox::stats::Stats;
+use crate::outbox::{Outbox, SpoolOutbox};
+use crate::policy::{self, Policy};
+use crate::snapshot::{self, Notification, Snapshotter};
+use crate::sources::frigate::FrigateEvents;
+use crate::sources::mqtt::{self, BrokerAddress, MqttSettings};
+use crate::sources::{broker, Decoder};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    #[error(transparent)]
+    Spool(#[from] crate::outbox::spool::SpoolError),
+    #[error(transparent)]
+    Transport(#[from] crate::mail::transport::TransportError),
+    #[error("smtp: {0}")]
+    Address(String),
+    #[error("snapshot: cannot set up the HTTP client: {0}")]
+    Http(String),
+}
+
+/// What the running daemon exposes to the binary (and to tests).
+pub struct Running {
+    pub stats: Arc<Stats>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Running {
+    /// Wait until every stage has finished (after shutdown was signalled).
+    pub async fn join(mut self) {
+        while let Some(r) = self.tasks.join_next().await {
+            if let Err(e) = r {
+                error!("a pipeline task failed: {e}");
+            }
+        }
+    }
+}
+
+const EVENT_QUEUE: usize = 256;
+const STAGE_QUEUE: usize = 64;
+
+/// Start every stage. They run until `shutdown` is set to `true`.
+pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Running, StartError> {
+    crate::tls::install_crypto_provider();
+    let stats = Arc::new(Stats::default());
+    let mut tasks = tokio::task::JoinSet::new();
+
+    // Sources.
+    let address = match &config.mqtt.url {
+        Some(url) => {
+            BrokerAddress::parse(url).map_err(|e| StartError::Address(format!("mqtt.url: {e}")))?
+        }
+        None => {
+            broker::start(config.mqtt.listen, config.mqtt.max_packet_bytes)?;
+            info!(
+                "no mqtt.url configured: running the embedded MQTT broker on {} (publish there, or set mqtt.url to use your broker)",
+                config.mqtt.listen
+            );
+            BrokerAddress {
+                host: config.mqtt.listen.ip().to_string(),
+                port: config.mqtt.listen.port(),
+                tls: false,
+            }
+        }
+    };
+    let decoders: Vec<Box<dyn Decoder>> = vec![Box::new(FrigateEvents::new(
+        &config.frigate.topic_prefix,
+        &config.frigate.url,
+    ))];
+
+    // Outbox: SMTP with a durable spool, or preview files.
+    let (outbox, delivery_parts) = match &config.smtp {
+        Some(smtp) => {
+            let mailer = Mailer::new(smtp)?;
+            let (notify_tx, notify_rx) = mpsc::channel(STAGE_QUEUE);
+            let spool = SpoolOutbox::open(
+                &config.outbox,
+                smtp.from_address().to_owned(),
+                smtp.recipients(),
+                stats.clone(),
+                notify_tx,
+            )?;
+            info!(
+                server = %format!("{}:{}", smtp.host, smtp.port.0), security = smtp.security().name(),
+                user = %smtp.username, spool = %config.outbox.dir.display(),
+                "smtp: mail goes out through {}", smtp.host
+            );
+            let settings = DeliverySettings {
+                max_age: config.outbox.max_age.0,
+                retry_min: config.outbox.retry_min.0,
+                retry_max: config.outbox.retry_max.0,
+                quota_pause: config.outbox.quota_pause.0,
+                credentials_pause: config.outbox.credentials_pause.0,
+                shutdown_timeout: config.shutdown_timeout.0,
+                max_in_flight: smtp.max_connections as usize,
+            };
+            let parts = (spool.spool.clone(), mailer, settings, notify_rx);
+            (Outbox::Spool(spool), Some(parts))
+        }
+        None => {
+            let dir = PreviewDir::open(&config.outbox.preview_dir)?;
+            info!(
+                "no smtp section configured: preview mode, mails are written as .eml files to {}",
+                config.outbox.preview_dir.display()
+            );
+            (Outbox::Preview(dir), None)
+        }
+    };
+    let composer = match &config.smtp {
+        Some(smtp) => Composer::new(smtp.from_address(), &smtp.recipients()),
+        None => Composer::new(
+            "snapmail <snapmail@localhost>",
+            &["preview@localhost".to_owned()],
+        ),
+    }
+    .map_err(StartError::Address)?;
+    let snapshotter = Snapshotter::new(&config).map_err(|e| StartError::Http(e.to_string()))?;
+
+    let (event_tx, event_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
+    let (mail_tx, mail_rx) = mpsc::channel::<Event>(STAGE_QUEUE);
+    let (note_tx, note_rx) = mpsc::channel::<Notification>(STAGE_QUEUE);
+
+    let settings = MqttSettings {
+        address,
+        config: config.mqtt.clone(),
+    };
+    tasks.spawn(mqtt::run(settings, decoders, event_tx, shutdown.clone()));
+    tasks.spawn(policy::run(Policy::new(&config), event_rx, mail_tx));
+    tasks.spawn(snapshot::run(snapshotter, mail_rx, note_tx));
+    tasks.spawn(mail_stage(composer, outbox, note_rx));
+    if let Some((spool, mailer, settings, notify_rx)) = delivery_parts {
+        tasks.spawn(delivery::run(
+            spool,
+            mailer,
+            settings,
+            stats.clone(),
+            notify_rx,
+            shutdown.clone(),
+        ));
+    }
+    Ok(Running { stats, tasks })
+}
+
+/// Compose each notification and hand it to the outbox.
+async fn mail_stage(composer: Composer, outbox: Outbox, mut rx: mpsc::Receiver<Notification>) {
+    while let Some(n) = rx.recv().await {
+        let mail = match composer.compose(&n) {
+            Ok(m) => m,
+            Err(e) => {
+                error!(camera = %n.event.camera, id = %n.event.id, "{e}");
+                continue;
+            }
+        };
+        let message_id = mail.message_id.clone();
+        match outbox.submit(mail).await {
+            Ok(()) => {
+                info!(camera = %n.event.camera, id = %n.event.id, message_id = %message_id, "mail queued")
+            }
+            Err(e) => warn!(camera = %n.event.camera, id = %n.event.id, "mail NOT queued: {e}"),
+        }
+    }
+}
