@@ -152,8 +152,12 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     };
     tasks.spawn(mqtt::run(settings, decoders, event_tx, shutdown.clone()));
     tasks.spawn(policy::run(Policy::new(&config), event_rx, mail_tx));
-    tasks.spawn(snapshot::run(snapshotter, mail_rx, note_tx));
-    tasks.spawn(mail_stage(composer, outbox, note_rx));
+    let budget = config
+        .smtp
+        .as_ref()
+        .map_or(usize::MAX, |s| s.max_message_bytes);
+    tasks.spawn(snapshot::run(snapshotter.clone(), mail_rx, note_tx));
+    tasks.spawn(mail_stage(composer, outbox, snapshotter, budget, note_rx));
     if let Some((spool, mailer, settings, notify_rx)) = delivery_parts {
         tasks.spawn(delivery::run(
             spool,
@@ -168,12 +172,18 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
 }
 
 /// Compose each notification and hand it to the outbox.
-async fn mail_stage(composer: Composer, outbox: Outbox, mut rx: mpsc::Receiver<Notification>) {
-    while let Some(n) = rx.recv().await {
-        let mail = match composer.compose(&n) {
+async fn mail_stage(
+    composer: Composer,
+    outbox: Outbox,
+    snapshotter: Snapshotter,
+    max_message_bytes: usize,
+    mut rx: mpsc::Receiver<Notification>,
+) {
+    while let Some(mut n) = rx.recv().await {
+        let mail = match fit_to_budget(&composer, &snapshotter, &mut n, max_message_bytes).await {
             Ok(m) => m,
             Err(e) => {
-                error!(camera = %n.event.camera, id = %n.event.id, "{e}");
+                error!(camera = %n.event.camera, id = %n.event.id, "mail NOT queued: {e}");
                 continue;
             }
         };
@@ -185,4 +195,41 @@ async fn mail_stage(composer: Composer, outbox: Outbox, mut rx: mpsc::Receiver<N
             Err(e) => warn!(camera = %n.event.camera, id = %n.event.id, "mail NOT queued: {e}"),
         }
     }
+}
+
+/// Compose the mail; if the formatted message is over budget, re-encode the picture
+/// smaller until it fits (and, as a last resort, send it without the picture). Never queue
+/// a message the server is certain to refuse.
+async fn fit_to_budget(
+    composer: &Composer,
+    snapshotter: &Snapshotter,
+    n: &mut Notification,
+    budget: usize,
+) -> Result<crate::mail::Mail, String> {
+    for _ in 0..4 {
+        let mail = composer.compose(n).map_err(|e| e.to_string())?;
+        let size = mail.message.formatted().len();
+        if size <= budget {
+            return Ok(mail);
+        }
+        let Ok(picture) = &n.picture else {
+            return Err(format!(
+                "the message is {size} bytes even without a picture, over smtp.max_message_bytes ({budget})"
+            ));
+        };
+        // Base64 costs ~4/3 plus line breaks; aim the JPEG at what is left, with a margin.
+        let overhead = size.saturating_sub(picture.jpeg.len() * 4 / 3);
+        let target = budget.saturating_sub(overhead) * 3 / 4 * 9 / 10;
+        warn!(
+            camera = %n.event.camera, size, budget,
+            "message over smtp.max_message_bytes; re-encoding the picture to at most {target} bytes"
+        );
+        n.picture = match snapshotter.shrink(picture, target.max(1)).await {
+            Ok(smaller) => Ok(smaller),
+            Err(why) => Err(format!("the picture was too large to mail ({why})")),
+        };
+    }
+    Err(format!(
+        "the message could not be brought under smtp.max_message_bytes ({budget})"
+    ))
 }

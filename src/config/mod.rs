@@ -121,6 +121,9 @@ pub struct SmtpConfig {
     pub timeout: HumanDuration,
     /// At most this many sends at once.
     pub max_connections: u32,
+    /// Largest formatted message sent; a bigger one has its picture re-encoded smaller.
+    /// Gmail refuses more than 35,882,577 bytes on the wire (25 MB of attachments).
+    pub max_message_bytes: usize,
 }
 
 impl Default for SmtpConfig {
@@ -137,6 +140,7 @@ impl Default for SmtpConfig {
             ca_file: None,
             timeout: HumanDuration::secs(60),
             max_connections: 2,
+            max_message_bytes: 25_000_000,
         }
     }
 }

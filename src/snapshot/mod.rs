@@ -67,6 +67,35 @@ impl Snapshotter {
     }
 }
 
+impl Snapshotter {
+    /// Re-encode an already prepared picture so the JPEG is at most `max_bytes`.
+    pub async fn shrink(&self, picture: &Thumbnail, max_bytes: usize) -> Result<Thumbnail, String> {
+        let spec = ResizeSpec {
+            max_width: picture.width,
+            max_height: picture.height,
+            max_image_bytes: Some(max_bytes),
+            ..self.spec.clone()
+        };
+        let shrunk = self
+            .pool
+            .thumbnail(picture.jpeg.clone(), spec, self.limits.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        if shrunk.jpeg.len() > max_bytes {
+            return Err(format!(
+                "the picture cannot be made smaller than {} bytes (budget {max_bytes})",
+                shrunk.jpeg.len()
+            ));
+        }
+        Ok(Thumbnail {
+            source_width: picture.source_width,
+            source_height: picture.source_height,
+            source_format: picture.source_format,
+            ..shrunk
+        })
+    }
+}
+
 /// How many events may be fetched/processed at once; more wait in the channel.
 const IN_FLIGHT: usize = 16;
 

@@ -129,3 +129,96 @@ impl Decoder for FrigateEvents {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(payload: &str) -> Decoded {
+        let mut d = FrigateEvents::new("frigate", "http://frigate:5000/");
+        d.decode(Message {
+            topic: "frigate/events",
+            payload: payload.as_bytes(),
+            retained: false,
+        })
+    }
+
+    fn event(payload: &str) -> Event {
+        match decode(payload) {
+            Decoded::Event(e) => *e,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn new_event_0_14() {
+        let e = event(include_str!(
+            "../../tests/fixtures/frigate-events-new-0.14.json"
+        ));
+        assert_eq!(e.id, "1731254400.123456-k3v9qz");
+        assert_eq!(e.camera, "driveway");
+        assert_eq!(e.label.as_deref(), Some("person"));
+        assert_eq!(e.score, Some(0.730_468_75));
+        assert_eq!(e.zones, vec!["driveway_entrance"]);
+        assert_eq!(e.summary(), "person (73%)");
+        assert_eq!(
+            e.snapshot,
+            SnapshotSource::FrigateEvent {
+                event_id: "1731254400.123456-k3v9qz".into()
+            }
+        );
+        assert_eq!(
+            e.link.as_deref(),
+            Some("http://frigate:5000/explore?event_id=1731254400.123456-k3v9qz")
+        );
+        assert_eq!(
+            e.time
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+            1_731_254_400
+        );
+    }
+
+    #[test]
+    fn update_with_face_sub_label() {
+        let e = event(include_str!(
+            "../../tests/fixtures/frigate-events-update-0.14-subLabel-face.json"
+        ));
+        assert_eq!(e.sub_label.as_deref(), Some("Alice"));
+        assert_eq!(e.zones, vec!["driveway_entrance", "porch"]);
+        assert_eq!(
+            e.id, "1731254400.123456-k3v9qz",
+            "same id as the new message, so dedup drops it"
+        );
+    }
+
+    #[test]
+    fn end_event_0_15_decodes_with_new_fields() {
+        let e = event(include_str!(
+            "../../tests/fixtures/frigate-events-end-0.15.json"
+        ));
+        assert_eq!(e.camera, "garden");
+        assert_eq!(e.zones, vec!["lawn"]);
+    }
+
+    #[test]
+    fn false_positives_and_missing_snapshots_are_ignored() {
+        let fp = r#"{"type":"new","before":{},"after":{"id":"1.0-a","camera":"c","label":"person","false_positive":true,"has_snapshot":true}}"#;
+        assert!(matches!(decode(fp), Decoded::Ignored(why) if why.contains("false positive")));
+        let nosnap = r#"{"type":"new","before":{},"after":{"id":"1.0-a","camera":"c","label":"person","false_positive":false,"has_snapshot":false}}"#;
+        assert!(matches!(decode(nosnap), Decoded::Ignored(why) if why.contains("no snapshot")));
+    }
+
+    #[test]
+    fn old_string_sub_labels_and_garbage() {
+        let old = r#"{"type":"update","after":{"id":"1.0-a","camera":"c","label":"person","sub_label":"Bob","false_positive":false,"has_snapshot":true}}"#;
+        assert_eq!(event(old).sub_label.as_deref(), Some("Bob"));
+        assert!(matches!(decode("not json"), Decoded::Ignored(_)));
+        assert!(matches!(
+            decode(r#"{"type":"new","after":{"camera":5}}"#),
+            Decoded::Ignored(_)
+        ));
+        assert!(matches!(decode("\u{0}\u{ff}"), Decoded::Ignored(_)));
+    }
+}

@@ -1,0 +1,193 @@
+//! End to end with real parts: Mosquitto, the TLS SMTP test server answering like Gmail, a
+//! Frigate-like HTTP server with a real 4K JPEG, and the real `snapmail` binary.
+
+mod support;
+
+use std::time::Duration;
+
+use support::daemon::Daemon;
+use support::http::{self, HttpServer};
+use support::images;
+use support::mosquitto::{self, Mosquitto};
+use support::smtp::{self, ReceivedMail, SmtpServer};
+
+const NEW: &str = include_str!("fixtures/frigate-events-new-0.14.json");
+const UPDATE: &str = include_str!("fixtures/frigate-events-update-0.14-subLabel-face.json");
+const END_OTHER_CAMERA: &str = include_str!("fixtures/frigate-events-end-0.15.json");
+const T: Duration = Duration::from_secs(30);
+
+struct Rig {
+    broker: Mosquitto,
+    smtp: SmtpServer,
+    frigate: HttpServer,
+}
+
+async fn rig() -> Rig {
+    let jpeg = images::camera_jpeg(3840, 2160, 85);
+    Rig {
+        broker: mosquitto::start(),
+        smtp: smtp::start().await,
+        frigate: http::start(http::frigate(jpeg)).await,
+    }
+}
+
+fn config(r: &Rig, port: u16, security: &str, password: &str) -> String {
+    format!(
+        r#"
+mqtt:
+  url: {mqtt}
+  client_id: snapmail-test
+smtp:
+  host: localhost
+  port: {port}
+  security: {security}
+  username: cam@example.com
+  password: "{password}"
+  from: "Cameras <cam@example.com>"
+  to: [me@example.com]
+  ca_file: {ca}
+  timeout: 20s
+frigate:
+  url: {frigate}
+  topic_prefix: frigate
+snapshot:
+  max_width: 1280
+  max_height: 1280
+  jpeg_quality: 80
+rate_limit:
+  cooldown: 60s
+cameras:
+  driveway:
+    cooldown: 10m
+outbox:
+  dir: ./spool
+  retry_min: 1s
+  retry_max: 2s
+  credentials_pause: 1h
+"#,
+        mqtt = r.broker.url(),
+        ca = r.smtp.ca_file.display(),
+        frigate = r.frigate.url(),
+    )
+}
+
+/// A second event on the driveway camera (new id), inside its cooldown.
+fn second_driveway_event() -> String {
+    NEW.replace("1731254400.123456-k3v9qz", "1731254999.000001-zzzzzz")
+}
+
+/// The inline JPEG of a received mail, with its Content-ID.
+fn inline_jpeg(mail: &ReceivedMail) -> (Vec<u8>, String) {
+    let msg = mail_parser::MessageParser::default()
+        .parse(&mail.data)
+        .expect("the mail parses as MIME");
+    for part in msg.parts.iter() {
+        let ct = part.content_type();
+        if ct.is_some_and(|c| c.ctype() == "image" && c.subtype() == Some("jpeg")) {
+            let cid = part.content_id().expect("the picture has a Content-ID").to_owned();
+            return (part.contents().to_vec(), cid);
+        }
+    }
+    panic!("no image/jpeg part in:\n{}", String::from_utf8_lossy(&mail.data));
+}
+
+async fn one_mail_per_event(port_of: fn(&SmtpServer) -> u16, security: &str) {
+    let r = rig().await;
+    // The app password as Google shows it, with spaces: snapmail strips them.
+    let d = Daemon::start(Some(&config(&r, port_of(&r.smtp), security, "abcd efgh ijkl mnop")), &[]);
+    d.wait_for_log("mqtt: subscribed", T).await;
+
+    r.broker.publish("frigate/events", NEW.as_bytes(), false).await;
+    let mails = r.smtp.wait_for_messages(1, T).await;
+    let mail = &mails[0];
+    assert_eq!(mail.header("Subject").as_deref(), Some("driveway: person (73%)"));
+    assert_eq!(mail.header("From").as_deref(), Some("\"Cameras\" <cam@example.com>"));
+    assert_eq!(mail.header("To").as_deref(), Some("me@example.com"));
+    assert_eq!(mail.rcpt_to, vec!["me@example.com".to_string()]);
+    assert!(mail.message_id().is_some_and(|m| m.ends_with("@snapmail>")));
+    let (jpeg, cid) = inline_jpeg(mail);
+    let (w, h) = images::decode_dims(&jpeg);
+    assert_eq!((w, h), (1280, 720), "fits 1280x1280 keeping 16:9");
+    let text = String::from_utf8_lossy(&mail.data);
+    assert!(text.contains(&format!("cid:{cid}")), "the HTML references the inline image");
+    assert!(text.contains("driveway_entrance"));
+    assert!(text.contains("explore?event_id=1731254400.123456-k3v9qz"));
+    assert_eq!(
+        r.frigate.requests()[0].path_only(),
+        "/api/events/1731254400.123456-k3v9qz/snapshot.jpg"
+    );
+
+    // Later messages for the same event id add nothing; a new event on the same camera inside
+    // its cooldown is suppressed; another camera mails. The garden mail arriving proves the
+    // earlier messages were already decided (the policy stage handles messages in order).
+    r.broker.publish("frigate/events", UPDATE.as_bytes(), false).await;
+    r.broker.publish("frigate/events", second_driveway_event().as_bytes(), false).await;
+    r.broker.publish("frigate/events", END_OTHER_CAMERA.as_bytes(), false).await;
+    let mails = r.smtp.wait_for_messages(2, T).await;
+    assert_eq!(mails[1].header("Subject").as_deref(), Some("garden: person (85%)"));
+    d.wait_for_log("suppressed by cooldown; next mail for driveway may go in", T).await;
+    assert_eq!(r.smtp.messages().len(), 2, "exactly two mails");
+    assert_eq!(d.count_log("event person (73%): mailing"), 1, "{}", d.logs());
+    // Both mails went through one authenticated session (the pool reuses it).
+    assert_eq!(r.smtp.auth_attempts(), 1, "{}", r.smtp.transcript());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frigate_event_mails_once_over_starttls_587_style() {
+    one_mail_per_event(|s| s.starttls_port, "starttls").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frigate_event_mails_once_over_implicit_tls_465_style() {
+    one_mail_per_event(|s| s.tls_port, "tls").await;
+}
+
+async fn login_refused(password: &str, code: &str, hint: &str) {
+    let r = rig().await;
+    let mut d = Daemon::start(Some(&config(&r, r.smtp.starttls_port, "starttls", password)), &[]);
+    d.wait_for_log("mqtt: subscribed", T).await;
+    r.broker.publish("frigate/events", NEW.as_bytes(), false).await;
+    d.wait_for_log("LOGIN REFUSED", T).await;
+    let logs = d.logs();
+    assert!(logs.contains(code), "{logs}");
+    assert!(logs.contains(hint), "{logs}");
+    assert!(!logs.contains(password), "the password never appears in logs");
+    assert!(d.try_exit().is_none(), "the daemon keeps running: {logs}");
+    assert!(r.smtp.messages().is_empty());
+    // The mail is kept for when the password is fixed.
+    let spooled = std::fs::read_dir(d.dir().join("spool")).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "mail")).count();
+    assert_eq!(spooled, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_password_gets_the_534_app_password_hint() {
+    login_refused("correct-horse-account", "534 5.7.9", "create an app password").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_app_password_gets_the_535_hint() {
+    login_refused("wrongwrongwrongw", "535 5.7.8", "wrong, mistyped or revoked").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_defaults_write_eml_previews() {
+    let port = support::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let d = Daemon::start(None, &[("SNAPMAIL__MQTT__LISTEN", listen.as_str())]);
+    d.wait_for_log("running the embedded MQTT broker", T).await;
+    d.wait_for_log("preview mode", T).await;
+    d.wait_for_log("mqtt: subscribed", T).await;
+    mosquitto::publish_to(port, "frigate/events", NEW.as_bytes(), false).await;
+    let outbox = d.dir().join("outbox");
+    support::wait::wait_until("an .eml file in ./outbox", T, || {
+        std::fs::read_dir(&outbox)
+            .map(|rd| rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == "eml")))
+            .unwrap_or(false)
+    })
+    .await;
+    let eml = std::fs::read_dir(&outbox).unwrap().flatten().next().unwrap().path();
+    let text = std::fs::read_to_string(eml).unwrap();
+    assert!(text.contains("Subject: driveway: person (73%)"), "{text}");
+    // No Frigate runs here: the mail still goes out and says why there is no picture.
+    assert!(text.contains("No picture:"), "{text}");
+}
