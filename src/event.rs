@@ -35,6 +35,36 @@ pub struct Event {
     pub snapshot: SnapshotSource,
     /// A link to look at the event in the source's UI.
     pub link: Option<String>,
+    /// Frigate review severity (`alert` / `detection`), where the source has one.
+    pub severity: Option<String>,
+    /// The object is not moving (a parked car), where the source knows.
+    pub stationary: bool,
+    /// Other ids naming the same happening (a review's detection event ids), so the
+    /// policy's dedup mails it once even when several sources report it.
+    pub related_ids: Vec<String>,
+}
+
+impl Event {
+    /// A bare event for `camera`: no label, score or picture. Sources fill in the rest.
+    pub fn new(source: &'static str, id: impl Into<String>, camera: impl Into<String>) -> Event {
+        Event {
+            source,
+            id: id.into(),
+            camera: camera.into(),
+            label: None,
+            sub_label: None,
+            score: None,
+            zones: Vec::new(),
+            time: SystemTime::now(),
+            snapshot: SnapshotSource::None {
+                reason: "this source sends no picture".into(),
+            },
+            link: None,
+            severity: None,
+            stationary: false,
+            related_ids: Vec::new(),
+        }
+    }
 }
 
 impl Event {

@@ -26,9 +26,8 @@ use crate::outbox::stats::Stats;
 use crate::outbox::{Outbox, SpoolOutbox};
 use crate::policy::{self, Policy};
 use crate::snapshot::{self, Notification, Snapshotter};
-use crate::sources::frigate::FrigateEvents;
-use crate::sources::mqtt::{self, BrokerAddress, MqttSettings};
-use crate::sources::{broker, Decoder};
+use crate::sources::mqtt::{self, BrokerAddress, MqttLinks, MqttSettings};
+use crate::sources::{self, broker, Outgoing};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -89,10 +88,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
             }
         }
     };
-    let decoders: Vec<Box<dyn Decoder>> = vec![Box::new(FrigateEvents::new(
-        &config.frigate.topic_prefix,
-        &config.frigate.url,
-    ))];
+    let decoders = sources::decoders(&config);
 
     // Outbox: SMTP with a durable spool, or preview files.
     let (outbox, delivery_parts) = match &config.smtp {
@@ -149,8 +145,17 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     let settings = MqttSettings {
         address,
         config: config.mqtt.clone(),
+        last_will: None,
     };
-    tasks.spawn(mqtt::run(settings, decoders, event_tx, shutdown.clone()));
+    // Stages that publish (state, discovery) get a clone of `publish_tx`.
+    let (publish_tx, publish_rx) = mpsc::channel::<Outgoing>(STAGE_QUEUE);
+    let (connections_tx, _connections_rx) = watch::channel(0u64);
+    let links = MqttLinks {
+        publish: publish_rx,
+        connections: connections_tx,
+    };
+    tasks.spawn(mqtt::run(settings, decoders, event_tx, links, shutdown.clone()));
+    drop(publish_tx);
     tasks.spawn(policy::run(Policy::new(&config), event_rx, mail_tx));
     let budget = config
         .smtp

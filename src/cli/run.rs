@@ -15,7 +15,7 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         .thread_name("snapmail")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
         let running = snapmail::pipeline::start(config, stop_rx).await?;
         info!(version = env!("CARGO_PKG_VERSION"), "snapmail: running");
@@ -25,7 +25,10 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         running.join().await;
         info!("snapmail: stopped");
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // Do not wait for stuck blocking work (a hung DNS lookup, say) past this point.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 async fn wait_for_signal() {

@@ -195,22 +195,19 @@ fn local_time(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Event, SnapshotSource};
+    use crate::event::Event;
     use crate::snapshot::image::Thumbnail;
 
     fn notification(camera: &str, picture: Result<Thumbnail, String>) -> Notification {
         Notification {
-            event: Event {
-                source: "test",
-                id: "1".into(),
-                camera: camera.into(),
-                label: Some("person".into()),
-                sub_label: None,
-                score: Some(0.78),
-                zones: vec!["porch".into()],
-                time: UNIX_EPOCH + std::time::Duration::from_secs(1_731_254_400),
-                snapshot: SnapshotSource::None { reason: "t".into() },
-                link: Some("http://frigate:5000/explore?event_id=1".into()),
+            event: {
+                let mut e = Event::new("test", "1", camera);
+                e.label = Some("person".into());
+                e.score = Some(0.78);
+                e.zones = vec!["porch".into()];
+                e.time = UNIX_EPOCH + std::time::Duration::from_secs(1_731_254_400);
+                e.link = Some("http://frigate:5000/explore?event_id=1".into());
+                e
             },
             picture,
         }

@@ -86,8 +86,6 @@ pub async fn run(mut policy: Policy, mut rx: mpsc::Receiver<Event>, tx: mpsc::Se
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::SnapshotSource;
-    use std::time::SystemTime;
 
     fn ev(id: &str, camera: &str) -> Event {
         Event {

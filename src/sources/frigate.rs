@@ -56,6 +56,10 @@ struct TrackedObject {
     current_zones: Vec<String>,
     #[serde(default)]
     start_time: Option<f64>,
+    #[serde(default)]
+    stationary: bool,
+    #[serde(default)]
+    max_severity: Option<String>,
 }
 
 /// `sub_label` is `[name, score]` since 0.13 and a bare string before.
@@ -110,23 +114,17 @@ impl Decoder for FrigateEvents {
             .filter(|t| t.is_finite() && *t >= 0.0)
             .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t))
             .unwrap_or_else(SystemTime::now);
-        Decoded::Event(Box::new(Event {
-            source: self.kind(),
-            link: Some(format!("{}/explore?event_id={}", self.base_url, obj.id)),
-            snapshot: SnapshotSource::FrigateEvent {
-                event_id: obj.id.clone(),
-            },
-            id: obj.id,
-            camera: obj.camera,
-            label: obj.label,
-            sub_label: obj
-                .sub_label
-                .map(SubLabel::into_name)
-                .filter(|s| !s.is_empty()),
-            score,
-            zones,
-            time,
-        }))
+        let mut ev = Event::new(self.kind(), obj.id.clone(), obj.camera);
+        ev.link = Some(format!("{}/explore?event_id={}", self.base_url, obj.id));
+        ev.snapshot = SnapshotSource::FrigateEvent { event_id: obj.id };
+        ev.label = obj.label;
+        ev.sub_label = obj.sub_label.map(SubLabel::into_name).filter(|s| !s.is_empty());
+        ev.score = score;
+        ev.zones = zones;
+        ev.time = time;
+        ev.stationary = obj.stationary;
+        ev.severity = obj.max_severity;
+        Decoded::Event(Box::new(ev))
     }
 }
 

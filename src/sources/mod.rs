@@ -9,7 +9,24 @@ pub mod broker;
 pub mod frigate;
 pub mod mqtt;
 
+use crate::config::Config;
 use crate::event::Event;
+
+/// A message snapmail itself publishes (state, discovery, availability).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+/// The decoders for every configured source.
+pub fn decoders(config: &Config) -> Vec<Box<dyn Decoder>> {
+    vec![Box::new(frigate::FrigateEvents::new(
+        &config.frigate.topic_prefix,
+        &config.frigate.url,
+    ))]
+}
 
 /// One MQTT message as a decoder sees it.
 #[derive(Debug, Clone, Copy)]

@@ -15,7 +15,7 @@ use rumqttc::{
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::{matches_any, Decoded, Decoder, Message};
+use super::{matches_any, Decoded, Decoder, Message, Outgoing};
 use crate::backoff::Backoff;
 use crate::config::MqttConfig;
 use crate::event::Event;
@@ -73,6 +73,15 @@ impl BrokerAddress {
 pub struct MqttSettings {
     pub address: BrokerAddress,
     pub config: MqttConfig,
+    /// Published by the broker if snapmail disappears (availability topics).
+    pub last_will: Option<Outgoing>,
+}
+
+/// The other ends of the MQTT task: what to publish, and a counter of successful
+/// connections (it moves on every ConnAck, so retained state can be published again).
+pub struct MqttLinks {
+    pub publish: mpsc::Receiver<Outgoing>,
+    pub connections: watch::Sender<u64>,
 }
 
 /// Runs the MQTT client until `shutdown` flips, sending decoded events to `out`.
@@ -80,6 +89,7 @@ pub async fn run(
     settings: MqttSettings,
     mut decoders: Vec<Box<dyn Decoder>>,
     out: mpsc::Sender<Event>,
+    links: MqttLinks,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let cfg = &settings.config;
@@ -106,6 +116,9 @@ pub async fn run(
             Err(e) => warn!("mqtt: TLS setup failed: {e}"),
         }
     }
+    if let Some(will) = &settings.last_will {
+        opts.set_last_will(rumqttc::LastWill::new(will.topic.clone(), will.payload.clone(), QoS::AtLeastOnce, will.retain));
+    }
     let filters: Vec<Vec<String>> = decoders.iter().map(|d| d.topics()).collect();
     let all_topics: Vec<String> = filters.iter().flatten().cloned().collect();
     let qos = if cfg.qos == 0 {
@@ -115,6 +128,19 @@ pub async fn run(
     };
 
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
+    // Publishing waits for room in rumqttc's request queue, which only drains while the
+    // event loop below is polled, so it runs in its own task.
+    let publisher = {
+        let client = client.clone();
+        let mut rx = links.publish;
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if let Err(e) = client.publish(m.topic.clone(), QoS::AtLeastOnce, m.retain, m.payload).await {
+                    warn!(topic = %m.topic, "mqtt: cannot publish: {e}");
+                }
+            }
+        })
+    };
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut connected = false;
     info!(broker = %format!("{}:{}", addr.host, addr.port), "mqtt: connecting");
@@ -130,6 +156,7 @@ pub async fn run(
                 connected = true;
                 backoff.reset();
                 info!(session_present = ack.session_present, "mqtt: connected");
+                links.connections.send_modify(|n| *n += 1);
                 // rumqttc does not restore subscriptions after a reconnect: subscribe every time.
                 for topic in &all_topics {
                     if let Err(e) = client.try_subscribe(topic.clone(), qos) {
@@ -188,6 +215,7 @@ pub async fn run(
             }
         }
     }
+    publisher.abort();
     let _ = client.try_disconnect();
     info!("mqtt: stopped");
 }
