@@ -88,20 +88,9 @@ mod tests {
 
     #[test]
     fn summaries() {
-        let mut e = Event {
-            source: "test",
-            id: "1".into(),
-            camera: "driveway".into(),
-            label: Some("person".into()),
-            sub_label: None,
-            score: Some(0.78125),
-            zones: vec![],
-            time: SystemTime::UNIX_EPOCH,
-            snapshot: SnapshotSource::None {
-                reason: "test".into(),
-            },
-            link: None,
-        };
+        let mut e = Event::new("test", "1", "driveway");
+        e.label = Some("person".into());
+        e.score = Some(0.78125);
         assert_eq!(e.summary(), "person (78%)");
         e.sub_label = Some("Alice".into());
         e.score = None;

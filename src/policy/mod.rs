@@ -88,20 +88,9 @@ mod tests {
     use super::*;
 
     fn ev(id: &str, camera: &str) -> Event {
-        Event {
-            source: "test",
-            id: id.into(),
-            camera: camera.into(),
-            label: Some("person".into()),
-            sub_label: None,
-            score: None,
-            zones: vec![],
-            time: SystemTime::UNIX_EPOCH,
-            snapshot: SnapshotSource::None {
-                reason: "test".into(),
-            },
-            link: None,
-        }
+        let mut e = Event::new("test", id, camera);
+        e.label = Some("person".into());
+        e
     }
 
     #[test]
