@@ -95,13 +95,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         Some(smtp) => {
             let mailer = Mailer::new(smtp)?;
             let (notify_tx, notify_rx) = mpsc::channel(STAGE_QUEUE);
-            let spool = SpoolOutbox::open(
-                &config.outbox,
-                smtp.from_address().to_owned(),
-                smtp.recipients(),
-                stats.clone(),
-                notify_tx,
-            )?;
+            let spool = SpoolOutbox::open(&config.outbox, stats.clone(), notify_tx)?;
             info!(
                 server = %format!("{}:{}", smtp.host, smtp.port.0), security = smtp.security().name(),
                 user = %smtp.username, spool = %config.outbox.dir.display(),
@@ -154,7 +148,13 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         publish: publish_rx,
         connections: connections_tx,
     };
-    tasks.spawn(mqtt::run(settings, decoders, event_tx, links, shutdown.clone()));
+    tasks.spawn(mqtt::run(
+        settings,
+        decoders,
+        event_tx,
+        links,
+        shutdown.clone(),
+    ));
     drop(publish_tx);
     tasks.spawn(policy::run(Policy::new(&config), event_rx, mail_tx));
     let budget = config

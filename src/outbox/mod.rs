@@ -49,8 +49,6 @@ pub struct SpoolOutbox {
     pub spool: Spool,
     pub stats: Arc<Stats>,
     notify: mpsc::Sender<String>,
-    from: String,
-    to: Vec<String>,
     max_messages: usize,
     max_bytes: u64,
 }
@@ -59,8 +57,6 @@ impl SpoolOutbox {
     /// Open the spool; `notify` tells the delivery loop about new messages.
     pub fn open(
         config: &crate::config::OutboxConfig,
-        from: String,
-        to: Vec<String>,
         stats: Arc<Stats>,
         notify: mpsc::Sender<String>,
     ) -> Result<SpoolOutbox, SpoolError> {
@@ -71,8 +67,6 @@ impl SpoolOutbox {
             spool,
             stats,
             notify,
-            from,
-            to,
             max_messages: config.max_messages,
             max_bytes: config.max_bytes,
         })
@@ -94,9 +88,12 @@ impl Outbox {
                 Ok(())
             }
             Outbox::Spool(o) => {
+                // The envelope follows the message's own From/To headers, so per-camera
+                // recipients need nothing special here.
+                let envelope = mail.message.envelope();
                 let meta = Meta {
-                    from: mailbox_address(&o.from),
-                    to: o.to.iter().map(|t| mailbox_address(t)).collect(),
+                    from: envelope.from().map(|a| a.to_string()).unwrap_or_default(),
+                    to: envelope.to().iter().map(|a| a.to_string()).collect(),
                     created: SystemTime::now()
                         .duration_since(UNIX_EPOCH)
                         .map(|d| d.as_secs())
@@ -129,13 +126,5 @@ impl Outbox {
                 Ok(())
             }
         }
-    }
-}
-
-/// `Cameras <cam@x.com>` → `cam@x.com`.
-fn mailbox_address(mailbox: &str) -> String {
-    match crate::mail::compose::parse_mailbox(mailbox) {
-        Ok(m) => m.email.to_string(),
-        Err(_) => mailbox.trim().to_owned(),
     }
 }

@@ -118,7 +118,10 @@ impl Decoder for FrigateEvents {
         ev.link = Some(format!("{}/explore?event_id={}", self.base_url, obj.id));
         ev.snapshot = SnapshotSource::FrigateEvent { event_id: obj.id };
         ev.label = obj.label;
-        ev.sub_label = obj.sub_label.map(SubLabel::into_name).filter(|s| !s.is_empty());
+        ev.sub_label = obj
+            .sub_label
+            .map(SubLabel::into_name)
+            .filter(|s| !s.is_empty());
         ev.score = score;
         ev.zones = zones;
         ev.time = time;

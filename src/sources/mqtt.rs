@@ -117,7 +117,12 @@ pub async fn run(
         }
     }
     if let Some(will) = &settings.last_will {
-        opts.set_last_will(rumqttc::LastWill::new(will.topic.clone(), will.payload.clone(), QoS::AtLeastOnce, will.retain));
+        opts.set_last_will(rumqttc::LastWill::new(
+            will.topic.clone(),
+            will.payload.clone(),
+            QoS::AtLeastOnce,
+            will.retain,
+        ));
     }
     let filters: Vec<Vec<String>> = decoders.iter().map(|d| d.topics()).collect();
     let all_topics: Vec<String> = filters.iter().flatten().cloned().collect();
@@ -135,7 +140,10 @@ pub async fn run(
         let mut rx = links.publish;
         tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
-                if let Err(e) = client.publish(m.topic.clone(), QoS::AtLeastOnce, m.retain, m.payload).await {
+                if let Err(e) = client
+                    .publish(m.topic.clone(), QoS::AtLeastOnce, m.retain, m.payload)
+                    .await
+                {
                     warn!(topic = %m.topic, "mqtt: cannot publish: {e}");
                 }
             }
