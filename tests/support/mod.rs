@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mosquitto;
+pub mod smtp;
 pub mod wait;
 
 /// Installs ring as the process-wide rustls provider. Idempotent; the clients used in tests
