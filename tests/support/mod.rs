@@ -2,6 +2,7 @@
 //! images, and a handle on the `snapmail` binary.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod mosquitto;
 pub mod smtp;
 pub mod wait;
