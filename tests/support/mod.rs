@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod images;
 pub mod mosquitto;
 pub mod smtp;
 pub mod wait;
