@@ -1,5 +1,6 @@
 //! Command-line interface: `snapmail [run]` and its sibling commands.
 
+mod healthcheck;
 mod logging;
 mod run;
 
@@ -27,10 +28,13 @@ pub struct Args {
 pub enum Command {
     /// Run the daemon (the default).
     Run,
+    /// Ask the running daemon whether it is healthy (exit 0) or not (exit 1).
+    Healthcheck,
 }
 
 pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     match args.command.unwrap_or(Command::Run) {
         Command::Run => run::run(args.config.as_deref()),
+        Command::Healthcheck => healthcheck::run(args.config.as_deref()),
     }
 }
