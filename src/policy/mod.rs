@@ -460,7 +460,15 @@ pub async fn run(mut policy: Policy, mut rx: mpsc::Receiver<Input>, mut links: L
                     let now = Now::system();
                     let changed = policy.control(&cmd, now);
                     let target = cmd.camera.as_deref().unwrap_or("all cameras");
-                    info!(camera = target, "control: {:?} → {} camera(s) changed", cmd.action, changed.len());
+                    let what = match cmd.action {
+                        ControlAction::Arm(true) => "armed".to_owned(),
+                        ControlAction::Arm(false) => "disarmed".to_owned(),
+                        ControlAction::Snooze(d) if d.is_zero() => "snooze cancelled".to_owned(),
+                        ControlAction::Snooze(d) => {
+                            format!("snoozed for {}", humantime::format_duration(d))
+                        }
+                    };
+                    info!("control: {target} {what} ({} changed)", changed.len());
                     publish(&links, policy.state_messages(Some(&changed), now)).await;
                 }
             },

@@ -252,15 +252,22 @@ mod tests {
     fn multi_camera_example_loads() {
         let env = HashMap::from([
             ("SNAPMAIL__SMTP__PASSWORD_FILE".to_string(), String::new()),
-            ("SNAPMAIL__SMTP__PASSWORD".to_string(), "abcd efgh ijkl mnop".to_string()),
+            (
+                "SNAPMAIL__SMTP__PASSWORD".to_string(),
+                "abcd efgh ijkl mnop".to_string(),
+            ),
         ]);
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/multi-camera.yaml");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/multi-camera.yaml");
         let cfg = crate::config::load_from(Some(&path), Some(env)).unwrap();
         let s = Settings::from_config(&cfg).unwrap();
         let door = s.camera("front_door").unwrap();
         assert_eq!(door.cooldown, Duration::from_secs(300));
         assert_eq!(door.recipients.as_ref().map(Vec::len), Some(2));
-        assert_eq!(s.camera("backyard").unwrap().active, vec!["night".to_string()]);
+        assert_eq!(
+            s.camera("backyard").unwrap().active,
+            vec!["night".to_string()]
+        );
         let garage = s.camera("garage").unwrap();
         assert!(garage.quiet_digest);
         // Inherited from defaults.
