@@ -109,7 +109,7 @@ fn bucket_refills_and_filtered_events_spend_no_tokens() {
 #[test]
 fn digest_goes_out_when_the_camera_may_mail_again() {
     let mut p = policy("defaults: {cooldown: 5m}\n");
-    let t = t0(); // 21:00 in Berlin? no: no timezone set, so the system zone; see below.
+    let t = t0();
     assert_eq!(p.decide(&ev("first", "driveway", "person"), t), MAIL);
     // Nothing suppressed yet: no digest, ever.
     assert!(p.tick(t.after(secs(301))).digests.is_empty());
@@ -397,4 +397,61 @@ fn cameras_only_ignores_unlisted_cameras() {
         Decision::Unlisted
     );
     assert_eq!(p.decide(&ev("b", "door", "person"), t0()), MAIL);
+}
+
+async fn next(rx: &mut mpsc::Receiver<Outgoing>) -> Outgoing {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a message in time")
+        .expect("channel open")
+}
+
+#[tokio::test]
+async fn stage_republishes_state_on_every_connection_and_saves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    let p = policy("cameras:\n  garage: {}\n  door: {}\n");
+    let (in_tx, in_rx) = mpsc::channel(8);
+    let (mail_tx, _mail_rx) = mpsc::channel(8);
+    let (digest_tx, _digest_rx) = mpsc::channel(8);
+    let (pub_tx, mut pub_rx) = mpsc::channel(16);
+    let (conn_tx, conn_rx) = watch::channel(0u64);
+    let stage = tokio::spawn(run(
+        p,
+        in_rx,
+        Links {
+            mail: mail_tx,
+            digests: digest_tx,
+            publish: Some(pub_tx),
+            connections: Some(conn_rx),
+            state_file: Some(file.clone()),
+        },
+    ));
+    // First connection: every configured camera's state, retained.
+    conn_tx.send_modify(|n| *n += 1);
+    let mut topics = vec![next(&mut pub_rx).await.topic, next(&mut pub_rx).await.topic];
+    topics.sort();
+    assert_eq!(topics, ["snapmail/door/state", "snapmail/garage/state"]);
+    // A command changes one camera: its state goes out and the file is written.
+    in_tx
+        .send(Input::Control(Control {
+            camera: Some("garage".into()),
+            action: ControlAction::Arm(false),
+        }))
+        .await
+        .unwrap();
+    let m = next(&mut pub_rx).await;
+    assert_eq!(m.topic, "snapmail/garage/state");
+    assert!(m.retain);
+    assert!(String::from_utf8_lossy(&m.payload).contains("disarmed"));
+    // A reconnection publishes everything again.
+    conn_tx.send_modify(|n| *n += 1);
+    let again: Vec<Outgoing> = vec![next(&mut pub_rx).await, next(&mut pub_rx).await];
+    assert!(again.iter().any(|m| m.topic == "snapmail/garage/state"
+        && String::from_utf8_lossy(&m.payload).contains("disarmed")));
+    drop(in_tx);
+    stage.await.unwrap();
+    let saved: StateFile = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(!saved.arm.get("garage").armed);
+    assert!(saved.arm.get("door").armed);
 }
