@@ -1,10 +1,11 @@
 //! The one place where the stages are wired together:
 //!
 //! ```text
-//! sources (MQTT) ──Event──▶ policy ──Event──▶ snapshot ──Notification──▶ mail (compose)
-//!                                                                          │ Mail
-//!                                                                          ▼
-//!                                                  outbox (spool) ──▶ delivery ──▶ SMTP
+//! sources (MQTT) ──Input──▶ policy ──Event──▶ snapshot ──Notification──▶ mail (compose)
+//!                   (events,    │  │                                         │ Mail
+//!                    control)   │  └──Digest──▶ digest (pictures, compose) ──┤
+//!                               │                                            ▼
+//!       MQTT ◀──retained state──┘                     outbox (spool) ──▶ delivery ──▶ SMTP
 //! ```
 //!
 //! Channels between stages are bounded, so a slow SMTP server or a motion storm applies
@@ -12,6 +13,7 @@
 //! each stage drains and closes its output, and the delivery loop lets in-flight sends
 //! finish (up to `shutdown_timeout`) while unsent mail stays in the spool.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -24,10 +26,10 @@ use crate::outbox::delivery::{self, DeliverySettings};
 use crate::outbox::preview::PreviewDir;
 use crate::outbox::stats::Stats;
 use crate::outbox::{Outbox, SpoolOutbox};
-use crate::policy::{self, Policy};
+use crate::policy::{self, Digest, Policy};
 use crate::snapshot::{self, Notification, Snapshotter};
 use crate::sources::mqtt::{self, BrokerAddress, MqttLinks, MqttSettings};
-use crate::sources::{self, broker, Outgoing};
+use crate::sources::{self, broker, Input, Outgoing};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,8 @@ pub enum StartError {
     Address(String),
     #[error("snapshot: cannot set up the HTTP client: {0}")]
     HttpClient(String),
+    #[error("config: {0}")]
+    Policy(String),
 }
 
 /// What the running daemon exposes to the binary (and to tests).
@@ -95,7 +99,11 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
             }
         }
     };
-    let decoders = sources::decoders(&config);
+    let policy = Policy::new(&config).map_err(StartError::Policy)?;
+    let mut decoders = sources::decoders(&config);
+    if let Some(prefix) = &policy.settings().control_prefix {
+        decoders.push(Box::new(policy::control::ControlDecoder::new(prefix)));
+    }
 
     // Outbox: SMTP with a durable spool, or preview files.
     let (outbox, delivery_parts) = match &config.smtp {
@@ -129,19 +137,13 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
             (Outbox::Preview(dir), None)
         }
     };
-    let composer = match &config.smtp {
-        Some(smtp) => Composer::new(smtp.from_address(), &smtp.recipients()),
-        None => Composer::new(
-            "snapmail <snapmail@localhost>",
-            &["preview@localhost".to_owned()],
-        ),
-    }
-    .map_err(StartError::Address)?;
+    let composers = Arc::new(Composers::new(&config).map_err(StartError::Address)?);
     let snapshotter =
         Snapshotter::new(&config).map_err(|e| StartError::HttpClient(e.to_string()))?;
 
-    let (event_tx, event_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
+    let (event_tx, event_rx) = mpsc::channel::<Input>(EVENT_QUEUE);
     let (mail_tx, mail_rx) = mpsc::channel::<Event>(STAGE_QUEUE);
+    let (digest_tx, digest_rx) = mpsc::channel::<Digest>(STAGE_QUEUE);
     let (note_tx, note_rx) = mpsc::channel::<Notification>(STAGE_QUEUE);
 
     let settings = MqttSettings {
@@ -151,7 +153,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     };
     // Stages that publish (state, discovery) get a clone of `publish_tx`.
     let (publish_tx, publish_rx) = mpsc::channel::<Outgoing>(STAGE_QUEUE);
-    let (connections_tx, _connections_rx) = watch::channel(0u64);
+    let (connections_tx, connections_rx) = watch::channel(0u64);
     let links = MqttLinks {
         publish: publish_rx,
         connections: connections_tx,
@@ -163,14 +165,28 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         links,
         shutdown.clone(),
     ));
-    drop(publish_tx);
-    tasks.spawn(policy::run(Policy::new(&config), event_rx, mail_tx));
+    let control_on = policy.settings().control_prefix.is_some();
+    let links = policy::Links {
+        mail: mail_tx,
+        digests: digest_tx,
+        publish: control_on.then_some(publish_tx),
+        connections: control_on.then_some(connections_rx),
+        state_file: Some(config.state_file()),
+    };
+    tasks.spawn(policy::run(policy, event_rx, links));
     let budget = config
         .smtp
         .as_ref()
         .map_or(usize::MAX, |s| s.max_message_bytes);
     tasks.spawn(snapshot::run(snapshotter.clone(), mail_rx, note_tx));
-    tasks.spawn(mail_stage(composer, outbox, snapshotter, budget, note_rx));
+    tasks.spawn(digest_stage(
+        composers.clone(),
+        outbox.clone(),
+        snapshotter.clone(),
+        config.digest.image_size,
+        digest_rx,
+    ));
+    tasks.spawn(mail_stage(composers, outbox, snapshotter, budget, note_rx));
     if let Some((spool, mailer, settings, notify_rx)) = delivery_parts {
         tasks.spawn(delivery::run(
             spool,
@@ -184,16 +200,85 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     Ok(Running { stats, tasks })
 }
 
+/// The composer for each camera's recipients (`cameras.<name>.to`, `defaults.to`,
+/// `smtp.to`); the outbox takes the envelope from the composed message's headers.
+struct Composers {
+    default: Composer,
+    by_camera: HashMap<String, Composer>,
+}
+
+impl Composers {
+    fn new(config: &crate::config::Config) -> Result<Composers, String> {
+        let (from, base) = match &config.smtp {
+            Some(smtp) => (smtp.from_address().to_owned(), smtp.recipients()),
+            None => (
+                "snapmail <snapmail@localhost>".to_owned(),
+                vec!["preview@localhost".to_owned()],
+            ),
+        };
+        let make = |c: &crate::config::CameraConfig, key: &str| {
+            let to =
+                c.to.as_ref()
+                    .filter(|l| !l.0.is_empty())
+                    .map_or(base.clone(), |l| l.0.clone());
+            Composer::new(&from, &to).map_err(|e| format!("{key}.to: {e}"))
+        };
+        let default = make(&config.defaults, "defaults")?;
+        let mut by_camera = HashMap::new();
+        for name in config.cameras.keys() {
+            let c = config.camera(name);
+            by_camera.insert(name.clone(), make(&c, &format!("cameras.{name}"))?);
+        }
+        Ok(Composers { default, by_camera })
+    }
+
+    fn for_camera(&self, camera: &str) -> &Composer {
+        self.by_camera.get(camera).unwrap_or(&self.default)
+    }
+}
+
+/// Fetch small pictures for each digest's sampled events, compose it, queue it.
+async fn digest_stage(
+    composers: Arc<Composers>,
+    outbox: Outbox,
+    snapshotter: Snapshotter,
+    image_size: u32,
+    mut rx: mpsc::Receiver<Digest>,
+) {
+    while let Some(d) = rx.recv().await {
+        let mut pictures = Vec::with_capacity(d.samples.len());
+        for ev in &d.samples {
+            pictures.push(snapshotter.picture_sized(ev, image_size, image_size).await);
+        }
+        let mail =
+            match crate::mail::digest::compose(composers.for_camera(&d.camera), &d, &pictures) {
+                Ok(m) => m,
+                Err(e) => {
+                    error!(camera = %d.camera, "digest NOT queued: {e}");
+                    continue;
+                }
+            };
+        let message_id = mail.message_id.clone();
+        match outbox.submit(mail).await {
+            Ok(()) => {
+                info!(camera = %d.camera, message_id = %message_id, count = d.count, "digest queued")
+            }
+            Err(e) => warn!(camera = %d.camera, "digest NOT queued: {e}"),
+        }
+    }
+}
+
 /// Compose each notification and hand it to the outbox.
 async fn mail_stage(
-    composer: Composer,
+    composers: Arc<Composers>,
     outbox: Outbox,
     snapshotter: Snapshotter,
     max_message_bytes: usize,
     mut rx: mpsc::Receiver<Notification>,
 ) {
     while let Some(mut n) = rx.recv().await {
-        let mail = match fit_to_budget(&composer, &snapshotter, &mut n, max_message_bytes).await {
+        let composer = composers.for_camera(&n.event.camera);
+        let mail = match fit_to_budget(composer, &snapshotter, &mut n, max_message_bytes).await {
             Ok(m) => m,
             Err(e) => {
                 error!(camera = %n.event.camera, id = %n.event.id, "mail NOT queued: {e}");

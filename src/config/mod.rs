@@ -6,6 +6,7 @@
 //! fully validated [`Config`] or a [`ConfigError`] that names the key path and the fix.
 
 mod load;
+pub mod policy;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use load::{load, load_from, ConfigError};
+pub use policy::{
+    CameraConfig, ControlConfig, DigestConfig, PriorityRule, ScheduleConfig, ZonesMatch,
+};
 pub use types::{HumanDuration, Port, StringList};
 
 use crate::secret::Secret;
@@ -30,7 +34,21 @@ pub struct Config {
     pub frigate: FrigateConfig,
     pub snapshot: SnapshotConfig,
     pub rate_limit: RateLimitConfig,
+    /// Settings every camera inherits; `cameras.<name>` overrides them field by field.
+    pub defaults: CameraConfig,
     pub cameras: BTreeMap<String, CameraConfig>,
+    /// Ignore events from cameras not listed under `cameras`.
+    pub cameras_only: bool,
+    /// Global budget of mails per rolling 24 hours (consumer Gmail allows about 500).
+    pub daily_limit: u32,
+    pub digest: DigestConfig,
+    /// Rules whose matches skip the cooldown and token bucket.
+    pub priority: Vec<PriorityRule>,
+    /// Named time windows for `active` / `quiet` / `priority.during`.
+    pub schedules: BTreeMap<String, ScheduleConfig>,
+    /// IANA time zone for schedules and digests (default: `TZ`, then the system's).
+    pub timezone: Option<String>,
+    pub control: ControlConfig,
     pub outbox: OutboxConfig,
     pub log: LogConfig,
     /// On SIGTERM, how long in-flight sends may take before the daemon exits anyway.
@@ -269,12 +287,6 @@ impl Default for RateLimitConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CameraConfig {
-    pub cooldown: Option<HumanDuration>,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxConfig {
@@ -356,7 +368,15 @@ impl Default for Config {
             frigate: FrigateConfig::default(),
             snapshot: SnapshotConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            defaults: CameraConfig::default(),
             cameras: BTreeMap::new(),
+            cameras_only: false,
+            daily_limit: 400,
+            digest: DigestConfig::default(),
+            priority: Vec::new(),
+            schedules: BTreeMap::new(),
+            timezone: None,
+            control: ControlConfig::default(),
             outbox: OutboxConfig::default(),
             log: LogConfig::default(),
             shutdown_timeout: HumanDuration::secs(10),
@@ -368,10 +388,31 @@ impl Default for Config {
 impl Config {
     /// The cooldown that applies to `camera`.
     pub fn cooldown_for(&self, camera: &str) -> Duration {
-        self.cameras
-            .get(camera)
-            .and_then(|c| c.cooldown)
+        self.camera(camera)
+            .cooldown
             .unwrap_or(self.rate_limit.cooldown)
             .0
+    }
+
+    /// `camera`'s settings with unset fields taken from `defaults`.
+    pub fn camera(&self, camera: &str) -> CameraConfig {
+        match self.cameras.get(camera) {
+            Some(c) => c.merged_over(&self.defaults),
+            None => self.defaults.clone(),
+        }
+    }
+
+    /// Where arm/snooze state and the daily budget are kept across restarts.
+    pub fn state_file(&self) -> PathBuf {
+        match &self.control.state_file {
+            Some(p) => p.clone(),
+            None => self
+                .outbox
+                .dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."))
+                .join("state.json"),
+        }
     }
 }

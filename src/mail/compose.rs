@@ -40,7 +40,7 @@ pub struct Composer {
 
 #[derive(Debug, thiserror::Error)]
 #[error("could not build the mail: {0}")]
-pub struct ComposeError(String);
+pub struct ComposeError(pub(crate) String);
 
 impl Composer {
     pub fn new(from: &str, to: &[String]) -> Result<Composer, String> {
@@ -51,6 +51,16 @@ impl Composer {
                 .map(|t| parse_mailbox(t))
                 .collect::<Result<_, _>>()?,
         })
+    }
+
+    /// The `From:` mailbox.
+    pub fn from_mailbox(&self) -> &Mailbox {
+        &self.from
+    }
+
+    /// The `To:` mailboxes.
+    pub fn to_mailboxes(&self) -> &[Mailbox] {
+        &self.to
     }
 
     pub fn compose(&self, n: &Notification) -> Result<Mail, ComposeError> {
@@ -158,14 +168,14 @@ pub fn header_safe(s: &str) -> String {
     strip_controls(s).trim().to_owned()
 }
 
-fn strip_controls(s: &str) -> String {
+pub(crate) fn strip_controls(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
 }
 
 /// Minimal HTML escaping for text and attribute values.
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -182,7 +192,7 @@ fn escape(s: &str) -> String {
 }
 
 /// `2024-11-10 17:20:00 CET` in the system (or `TZ`) time zone.
-fn local_time(t: SystemTime) -> String {
+pub(crate) fn local_time(t: SystemTime) -> String {
     match jiff::Timestamp::try_from(t) {
         Ok(ts) => ts
             .to_zoned(jiff::tz::TimeZone::system())

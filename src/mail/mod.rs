@@ -6,6 +6,7 @@
 
 pub mod classify;
 pub mod compose;
+pub mod digest;
 pub mod transport;
 
 pub use classify::{Class, Failure};

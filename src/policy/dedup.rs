@@ -22,9 +22,24 @@ impl Dedup {
 
     /// True the first time `id` is offered (within the ttl); records it.
     pub fn first_time(&mut self, id: &str, now: Instant) -> bool {
+        if self.seen(id, now) {
+            return false;
+        }
+        self.remember(id, now);
+        true
+    }
+
+    /// Whether `id` was remembered within the ttl (does not record it).
+    pub fn seen(&mut self, id: &str, now: Instant) -> bool {
+        self.expire(now);
+        self.seen.contains_key(id)
+    }
+
+    /// Record `id` as decided at `now`.
+    pub fn remember(&mut self, id: &str, now: Instant) {
         self.expire(now);
         if self.seen.contains_key(id) {
-            return false;
+            return;
         }
         if self.seen.len() >= self.capacity {
             if let Some((_, oldest)) = self.order.pop_front() {
@@ -33,7 +48,6 @@ impl Dedup {
         }
         self.seen.insert(id.to_owned(), now);
         self.order.push_back((now, id.to_owned()));
-        true
     }
 
     fn expire(&mut self, now: Instant) {

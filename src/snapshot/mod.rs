@@ -7,6 +7,7 @@ pub mod fetch;
 pub mod image;
 pub mod pool;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, Semaphore};
@@ -32,12 +33,26 @@ pub struct Snapshotter {
     pool: ImagePool,
     spec: ResizeSpec,
     limits: Limits,
+    /// `cameras.<name>.max_width`/`max_height` (and `defaults:`) where they differ from
+    /// `snapshot.*`: camera → (width, height); `""` holds the defaults' size.
+    sizes: Arc<HashMap<String, (u32, u32)>>,
 }
 
 impl Snapshotter {
     pub fn new(config: &Config) -> Result<Snapshotter, reqwest::Error> {
         let s = &config.snapshot;
+        let size = |c: &crate::config::CameraConfig| {
+            (
+                c.max_width.unwrap_or(s.max_width),
+                c.max_height.unwrap_or(s.max_height),
+            )
+        };
+        let mut sizes = HashMap::from([(String::new(), size(&config.defaults))]);
+        for name in config.cameras.keys() {
+            sizes.insert(name.clone(), size(&config.camera(name)));
+        }
         Ok(Snapshotter {
+            sizes: Arc::new(sizes),
             fetcher: Fetcher::new(config)?,
             pool: ImagePool::new(s.workers),
             spec: ResizeSpec {
@@ -53,8 +68,29 @@ impl Snapshotter {
         })
     }
 
-    /// Fetch and shrink the picture for `event`.
+    /// Fetch and shrink the picture for `event`, to its camera's size.
     pub async fn picture(&self, event: &Event) -> Result<Thumbnail, String> {
+        let (w, h) = self
+            .sizes
+            .get(&event.camera)
+            .or_else(|| self.sizes.get(""))
+            .copied()
+            .unwrap_or((self.spec.max_width, self.spec.max_height));
+        self.picture_sized(event, w, h).await
+    }
+
+    /// Fetch the picture for `event` and fit it inside `max_width`×`max_height`.
+    pub async fn picture_sized(
+        &self,
+        event: &Event,
+        max_width: u32,
+        max_height: u32,
+    ) -> Result<Thumbnail, String> {
+        let spec = ResizeSpec {
+            max_width,
+            max_height,
+            ..self.spec.clone()
+        };
         let started = std::time::Instant::now();
         let bytes = self
             .fetcher
@@ -65,7 +101,7 @@ impl Snapshotter {
         let started = std::time::Instant::now();
         let picture = self
             .pool
-            .thumbnail(bytes, self.spec.clone(), self.limits.clone())
+            .thumbnail(bytes, spec, self.limits.clone())
             .await
             .map_err(|e| e.to_string());
         crate::ops::metrics().resize_took(started.elapsed());

@@ -37,10 +37,35 @@ pub struct Message<'a> {
     pub retained: bool,
 }
 
+/// A command on snapmail's own control topics (arm/disarm/snooze).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Control {
+    /// `None`: every camera (`<prefix>/all/...`).
+    pub camera: Option<String>,
+    pub action: ControlAction,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ControlAction {
+    /// `ON` arms the camera, `OFF` disarms it (and cancels a snooze either way).
+    Arm(bool),
+    /// Mail nothing for this long; zero cancels a snooze.
+    Snooze(std::time::Duration),
+}
+
+/// What the MQTT task hands to the policy stage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Event(Box<Event>),
+    Control(Control),
+}
+
 /// What a decoder made of a message.
 #[derive(Debug, PartialEq)]
 pub enum Decoded {
     Event(Box<Event>),
+    /// A command for the policy stage.
+    Control(Control),
     /// Not an event worth a decision (heartbeats, false positives, …), with the reason.
     Ignored(String),
 }

@@ -15,10 +15,9 @@ use rumqttc::{
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::{matches_any, Decoded, Decoder, Message, Outgoing};
+use super::{matches_any, Decoded, Decoder, Input, Message, Outgoing};
 use crate::backoff::Backoff;
 use crate::config::MqttConfig;
-use crate::event::Event;
 
 /// `mqtt://host:port` or `mqtts://host:port`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,11 +83,12 @@ pub struct MqttLinks {
     pub connections: watch::Sender<u64>,
 }
 
-/// Runs the MQTT client until `shutdown` flips, sending decoded events to `out`.
+/// Runs the MQTT client until `shutdown` flips, sending decoded events and control
+/// commands to `out`.
 pub async fn run(
     settings: MqttSettings,
     mut decoders: Vec<Box<dyn Decoder>>,
-    out: mpsc::Sender<Event>,
+    out: mpsc::Sender<Input>,
     links: MqttLinks,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -191,7 +191,13 @@ pub async fn run(
                         Decoded::Event(ev) => {
                             debug!(source = ev.source, camera = %ev.camera, id = %ev.id, "mqtt: event decoded");
                             crate::ops::metrics().event_received(ev.source, &ev.camera);
-                            if out.send(*ev).await.is_err() {
+                            if out.send(Input::Event(ev)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Decoded::Control(c) => {
+                            debug!(topic, "mqtt: control command {c:?}");
+                            if out.send(Input::Control(c)).await.is_err() {
                                 return;
                             }
                         }
