@@ -8,6 +8,7 @@
 //! - JSON: fields are picked with JSON pointers (`json.camera`, `json.label`, `json.score`,
 //!   `json.id`, `json.image_url`, `json.image_base64`); a `json.state` (default `/state`)
 //!   that holds a switch word makes it a switch;
+//! - base64 text of a JPEG (starts with `/9j/`): mailed as the picture;
 //! - any other text: each message is an event.
 //!
 //! The camera is `json.camera`, else the fixed `camera`, else the topic level matched by the
@@ -249,6 +250,18 @@ impl Decoder for Generic {
             return Decoded::Ignored("payload looks like JSON but does not parse".into());
         }
         let camera = self.camera_for(msg.topic, None);
+        // `/9j/` is base64 for FF D8 FF: a JPEG sent as text (Blue Iris `&ALERT_JPEG`).
+        if trimmed.starts_with("/9j/") {
+            let mut ev = Event::new(self.kind(), unique_id(self.kind(), &camera), camera);
+            ev.label = self.label.clone();
+            ev.snapshot = match decode_base64(trimmed) {
+                Ok(bytes) => SnapshotSource::Inline(bytes),
+                Err(e) => SnapshotSource::None {
+                    reason: format!("the base64 picture in the message does not decode: {e}"),
+                },
+            };
+            return Decoded::Event(Box::new(ev));
+        }
         if let Some(on) = switch_state(trimmed) {
             if !self.edge(format!("{}\u{0}{camera}", msg.topic), on) {
                 return Decoded::Ignored(format!("{camera}: {trimmed} is not a rising edge"));
