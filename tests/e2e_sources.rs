@@ -16,7 +16,8 @@ use support::smtp::ReceivedMail;
 use support::wait::wait_until;
 
 const REVIEW_NEW: &str = include_str!("fixtures/frigate-reviews-new.json");
-const REVIEW_UPGRADE: &str = include_str!("fixtures/frigate-reviews-update-detection-to-alert.json");
+const REVIEW_UPGRADE: &str =
+    include_str!("fixtures/frigate-reviews-update-detection-to-alert.json");
 const EVENT_NEW: &str = include_str!("fixtures/frigate-events-new-0.14.json");
 const PICTURE_ERROR: &str = include_str!("fixtures/hikvision-picture-error.xml");
 
@@ -40,25 +41,35 @@ fn with_sources(r: &Rig, sources: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frigate_review_alert_mails_once_with_its_detection_snapshot() {
     let r = rig::start(1920, 1080).await;
-    let d = support::daemon::Daemon::start(
-        Some(&with_sources(&r, "  - kind: frigate_reviews")),
-        &[],
-    );
+    let d =
+        support::daemon::Daemon::start(Some(&with_sources(&r, "  - kind: frigate_reviews")), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
 
     // A detection first (not mailed by default), then the same review upgraded to an alert.
     let detection = REVIEW_UPGRADE
         .replacen("\"update\"", "\"new\"", 1)
         .replace("\"severity\": \"alert\"", "\"severity\": \"detection\"");
-    r.broker.publish("frigate/reviews", detection.as_bytes(), false).await;
-    r.broker.publish("frigate/reviews", REVIEW_UPGRADE.as_bytes(), false).await;
-    r.broker.publish("frigate/reviews", REVIEW_UPGRADE.as_bytes(), false).await;
+    r.broker
+        .publish("frigate/reviews", detection.as_bytes(), false)
+        .await;
+    r.broker
+        .publish("frigate/reviews", REVIEW_UPGRADE.as_bytes(), false)
+        .await;
+    r.broker
+        .publish("frigate/reviews", REVIEW_UPGRADE.as_bytes(), false)
+        .await;
     let mails = r.smtp.wait_for_messages(1, T).await;
-    assert_eq!(mails[0].header("Subject").as_deref(), Some("garden: person, cat"));
+    assert_eq!(
+        mails[0].header("Subject").as_deref(),
+        Some("garden: person, cat")
+    );
     let (jpeg, text) = open(&mails[0]);
     assert_eq!(images::decode_dims(&jpeg.expect("a picture")), (1280, 720));
     assert!(text.contains("lawn"), "{text}");
-    assert!(text.contains("review?id=1739870998.517302-b5ne0u"), "{text}");
+    assert!(
+        text.contains("review?id=1739870998.517302-b5ne0u"),
+        "{text}"
+    );
     assert_eq!(
         r.frigate.requests()[0].path_only(),
         "/api/events/1739871002.771935-p0d4wn/snapshot.jpg",
@@ -66,13 +77,26 @@ async fn frigate_review_alert_mails_once_with_its_detection_snapshot() {
     );
 
     // A new alert on another camera mails; its end adds nothing.
-    r.broker.publish("frigate/reviews", REVIEW_NEW.as_bytes(), false).await;
+    r.broker
+        .publish("frigate/reviews", REVIEW_NEW.as_bytes(), false)
+        .await;
     let end = REVIEW_NEW.replacen("\"new\"", "\"end\"", 1);
-    r.broker.publish("frigate/reviews", end.as_bytes(), false).await;
+    r.broker
+        .publish("frigate/reviews", end.as_bytes(), false)
+        .await;
     let mails = r.smtp.wait_for_messages(2, T).await;
-    assert_eq!(mails[1].header("Subject").as_deref(), Some("driveway: person"));
-    d.wait_for_log("review 1731254400.923611-r7tq2c was already reported", T).await;
-    assert_eq!(d.count_log("is a detection; only alert mail"), 1, "{}", d.logs());
+    assert_eq!(
+        mails[1].header("Subject").as_deref(),
+        Some("driveway: person")
+    );
+    d.wait_for_log("review 1731254400.923611-r7tq2c was already reported", T)
+        .await;
+    assert_eq!(
+        d.count_log("is a detection; only alert mail"),
+        1,
+        "{}",
+        d.logs()
+    );
     assert_eq!(r.smtp.messages().len(), 2);
 }
 
@@ -81,26 +105,36 @@ async fn snapshot_topic_mails_the_payload_and_ignores_the_retained_replay() {
     let r = rig::start(64, 64).await;
     let old = images::camera_jpeg(1920, 1080, 92);
     let live = images::camera_jpeg(2560, 1440, 92);
-    assert!(live.len() >= 200 * 1024, "a big payload: {} bytes", live.len());
+    assert!(
+        live.len() >= 200 * 1024,
+        "a big payload: {} bytes",
+        live.len()
+    );
     // Frigate retains the last snapshot: the broker replays it when snapmail subscribes.
     r.broker
         .publish("frigate/driveway/person/snapshot", &old, true)
         .await;
-    let d = support::daemon::Daemon::start(
-        Some(&with_sources(&r, "  - kind: frigate_snapshot")),
-        &[],
-    );
+    let d =
+        support::daemon::Daemon::start(Some(&with_sources(&r, "  - kind: frigate_snapshot")), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
-    d.wait_for_log("retained snapshot of driveway/person", T).await;
+    d.wait_for_log("retained snapshot of driveway/person", T)
+        .await;
 
     r.broker
         .publish("frigate/garden/person/snapshot", &live, true)
         .await;
     let mails = r.smtp.wait_for_messages(1, T).await;
-    assert_eq!(mails[0].header("Subject").as_deref(), Some("garden: person"));
+    assert_eq!(
+        mails[0].header("Subject").as_deref(),
+        Some("garden: person")
+    );
     let (jpeg, _) = open(&mails[0]);
     assert_eq!(images::decode_dims(&jpeg.expect("a picture")), (1280, 720));
-    assert_eq!(r.frigate.request_count(), 0, "the picture came with the message");
+    assert_eq!(
+        r.frigate.request_count(),
+        0,
+        "the picture came with the message"
+    );
     assert_eq!(r.smtp.messages().len(), 1, "the replay did not mail");
 }
 
@@ -133,35 +167,66 @@ async fn hikvision_bridge_event_fetches_the_picture_with_digest_auth() {
     let d = support::daemon::Daemon::start(Some(&with_sources(&r, &sources)), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
 
-    r.broker.publish("camera-alerts/alarmserver", br#"{ "status": "up" }"#, false).await;
-    r.broker.publish("camera-alerts/driveway/VMD", b"Motion alarm", false).await;
+    r.broker
+        .publish("camera-alerts/alarmserver", br#"{ "status": "up" }"#, false)
+        .await;
+    r.broker
+        .publish("camera-alerts/driveway/VMD", b"Motion alarm", false)
+        .await;
     let mails = r.smtp.wait_for_messages(1, T).await;
-    assert_eq!(mails[0].header("Subject").as_deref(), Some("driveway: motion"));
+    assert_eq!(
+        mails[0].header("Subject").as_deref(),
+        Some("driveway: motion")
+    );
     let (jpeg, _) = open(&mails[0]);
     assert_eq!(images::decode_dims(&jpeg.expect("a picture")), (1280, 720));
     let reqs = camera.requests();
     assert_eq!(reqs.len(), 2, "challenge, then the answer");
-    assert!(reqs[1].header("authorization").unwrap().starts_with("Digest "));
+    assert!(reqs[1]
+        .header("authorization")
+        .unwrap()
+        .starts_with("Digest "));
 
     // Wrong password: the mail goes without a picture; the log names the keys to fix.
-    r.broker.publish("camera-alerts/gate/linedetection", b"linedetection alarm", false).await;
+    r.broker
+        .publish(
+            "camera-alerts/gate/linedetection",
+            b"linedetection alarm",
+            false,
+        )
+        .await;
     let mails = r.smtp.wait_for_messages(2, T).await;
     let (jpeg, text) = open(&mails[1]);
     assert!(jpeg.is_none());
     assert!(text.contains("refused the login"), "{text}");
-    d.wait_for_log("check sources[0].cameras.gate.username and sources[0].cameras.gate.password", T)
-        .await;
+    d.wait_for_log(
+        "check sources[0].cameras.gate.username and sources[0].cameras.gate.password",
+        T,
+    )
+    .await;
 
     // An XML error body with status 200 is an error quoting the camera.
-    r.broker.publish("camera-alerts/yard/fielddetection", b"fielddetection alarm", false).await;
+    r.broker
+        .publish(
+            "camera-alerts/yard/fielddetection",
+            b"fielddetection alarm",
+            false,
+        )
+        .await;
     let mails = r.smtp.wait_for_messages(3, T).await;
     let (jpeg, text) = open(&mails[2]);
     assert!(jpeg.is_none());
     assert!(text.contains("\"Device Error\" (deviceError)"), "{text}");
-    d.wait_for_log("the camera answered with an error instead of a picture: \"Device Error\"", T)
-        .await;
+    d.wait_for_log(
+        "the camera answered with an error instead of a picture: \"Device Error\"",
+        T,
+    )
+    .await;
     let logs = d.logs();
-    assert!(!logs.contains("cam-pass") && !logs.contains("wrong-password"), "{logs}");
+    assert!(
+        !logs.contains("cam-pass") && !logs.contains("wrong-password"),
+        "{logs}"
+    );
 }
 
 fn d_file(content: &str) -> tempfile::NamedTempFile {
@@ -197,10 +262,14 @@ async fn on_off_topic_mails_once_per_rising_edge() {
     d.wait_for_log("mqtt: subscribed", T).await;
     d.wait_for_log("retained message: a replay", T).await;
     for payload in ["ON", "on", "OFF", "1", "true", "0", "off", "ON"] {
-        r.broker.publish("cameras/driveway/motion", payload.as_bytes(), false).await;
+        r.broker
+            .publish("cameras/driveway/motion", payload.as_bytes(), false)
+            .await;
     }
     r.broker.publish("cameras/porch/motion", b"ON", false).await;
-    r.broker.publish("cameras/porch/motion", b"OFF", false).await;
+    r.broker
+        .publish("cameras/porch/motion", b"OFF", false)
+        .await;
     r.broker.publish("cameras/porch/motion", b"ON", false).await;
     let mails = r.smtp.wait_for_messages(4, T).await;
     // Pictures are fetched concurrently, so mails may arrive in any order.
@@ -208,14 +277,30 @@ async fn on_off_topic_mails_once_per_rising_edge() {
     subjects.sort();
     assert_eq!(
         subjects,
-        vec!["driveway: motion", "driveway: motion", "driveway: motion", "porch: motion"]
+        vec![
+            "driveway: motion",
+            "driveway: motion",
+            "driveway: motion",
+            "porch: motion"
+        ]
     );
-    assert!(mails.iter().all(|m| open(m).0.is_some()), "pictures from the URL template");
+    assert!(
+        mails.iter().all(|m| open(m).0.is_some()),
+        "pictures from the URL template"
+    );
     d.wait_for_log("porch: ON is not a rising edge", T).await;
     wait_until("four fetches", T, || nvr.request_count() == 4).await;
     let mut paths: Vec<_> = nvr.requests().into_iter().map(|r| r.path).collect();
     paths.sort();
-    assert_eq!(paths, vec!["/image/driveway", "/image/driveway", "/image/driveway", "/image/porch"]);
+    assert_eq!(
+        paths,
+        vec![
+            "/image/driveway",
+            "/image/driveway",
+            "/image/driveway",
+            "/image/porch"
+        ]
+    );
     assert_eq!(r.smtp.messages().len(), 4);
 }
 
@@ -239,7 +324,10 @@ async fn script_json_with_a_base64_picture() {
         .publish("scripts/alert", payload.to_string().as_bytes(), false)
         .await;
     let mails = r.smtp.wait_for_messages(1, T).await;
-    assert_eq!(mails[0].header("Subject").as_deref(), Some("porch: person (91%)"));
+    assert_eq!(
+        mails[0].header("Subject").as_deref(),
+        Some("porch: person (91%)")
+    );
     let (got, _) = open(&mails[0]);
     assert_eq!(images::decode_dims(&got.expect("a picture")), (640, 360));
     assert_eq!(r.frigate.request_count(), 0);
@@ -260,17 +348,22 @@ async fn payload_url_to_a_host_not_allowed_is_never_fetched() {
     d.wait_for_log("mqtt: subscribed", T).await;
     // `localhost` is named nowhere in the configuration (only 127.0.0.1 is).
     let evil = format!(r#"{{"url": "http://localhost:{}/steal.jpg"}}"#, web.port);
-    r.broker.publish("scripts/gate/alert", evil.as_bytes(), false).await;
+    r.broker
+        .publish("scripts/gate/alert", evil.as_bytes(), false)
+        .await;
     let mails = r.smtp.wait_for_messages(1, T).await;
     let (jpeg, text) = open(&mails[0]);
     assert!(jpeg.is_none());
     assert!(text.contains("not in sources[0].allowed_hosts"), "{text}");
-    d.wait_for_log("which is not in sources[0].allowed_hosts; not fetched", T).await;
+    d.wait_for_log("which is not in sources[0].allowed_hosts; not fetched", T)
+        .await;
     assert_eq!(web.request_count(), 0, "no request reached the server");
 
     // The same server by the address the configuration names is fetched.
     let ok = format!(r#"{{"url": "http://127.0.0.1:{}/ok.jpg"}}"#, web.port);
-    r.broker.publish("scripts/porch/alert", ok.as_bytes(), false).await;
+    r.broker
+        .publish("scripts/porch/alert", ok.as_bytes(), false)
+        .await;
     let mails = r.smtp.wait_for_messages(2, T).await;
     assert!(open(&mails[1]).0.is_some());
     assert_eq!(web.requests().len(), 1);
@@ -284,7 +377,11 @@ struct AuthFrigate {
     valid: Mutex<Option<String>>,
 }
 
-fn frigate_with_login(state: Arc<AuthFrigate>, jpeg: Vec<u8>, png: Vec<u8>) -> impl Fn(&Request) -> Response + Send + Sync + 'static {
+fn frigate_with_login(
+    state: Arc<AuthFrigate>,
+    jpeg: Vec<u8>,
+    png: Vec<u8>,
+) -> impl Fn(&Request) -> Response + Send + Sync + 'static {
     move |req: &Request| {
         if req.method == "POST" && req.path == "/api/login" {
             let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
@@ -300,13 +397,16 @@ fn frigate_with_login(state: Arc<AuthFrigate>, jpeg: Vec<u8>, png: Vec<u8>) -> i
             return Response::json(401, r#"{"message": "Login failed"}"#);
         }
         let valid = state.valid.lock().unwrap().clone();
-        let authorized = valid.is_some_and(|t| req.header("authorization") == Some(&format!("Bearer {t}")));
+        let authorized =
+            valid.is_some_and(|t| req.header("authorization") == Some(&format!("Bearer {t}")));
         if !authorized {
             return Response::status(401, "Unauthorized");
         }
         match req.path_only() {
             "/api/version" => Response::new(200, "text/plain", b"0.15.2-2ab4b8c".to_vec()),
-            p if p.ends_with("garden2/snapshot.jpg") => Response::new(200, "image/png", png.clone()),
+            p if p.ends_with("garden2/snapshot.jpg") => {
+                Response::new(200, "image/png", png.clone())
+            }
             p if p.ends_with("/snapshot.jpg") => Response::jpeg(jpeg.clone()),
             _ => Response::json(404, r#"{"success": false}"#),
         }
@@ -336,11 +436,16 @@ async fn frigate_login_bearer_token_relogin_once_and_version_detection() {
     let d = support::daemon::Daemon::start(Some(&config), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
 
-    r.broker.publish("frigate/events", EVENT_NEW.as_bytes(), false).await;
+    r.broker
+        .publish("frigate/events", EVENT_NEW.as_bytes(), false)
+        .await;
     let mails = r.smtp.wait_for_messages(1, T).await;
     assert!(open(&mails[0]).0.is_some(), "{}", d.logs());
     let reqs = frigate.requests();
-    assert_eq!((reqs[0].method.as_str(), reqs[0].path.as_str()), ("POST", "/api/login"));
+    assert_eq!(
+        (reqs[0].method.as_str(), reqs[0].path.as_str()),
+        ("POST", "/api/login")
+    );
     assert_eq!(reqs[1].header("authorization"), Some("Bearer tok1"));
     assert_eq!(reqs[1].query_param("bbox").as_deref(), Some("1"));
     assert_eq!(reqs[1].query_param("timestamp").as_deref(), Some("0"));
@@ -353,11 +458,20 @@ async fn frigate_login_bearer_token_relogin_once_and_version_detection() {
     let garden = EVENT_NEW
         .replace("1731254400.123456-k3v9qz", "1731254500.000000-garden2")
         .replace("\"driveway\"", "\"garden\"");
-    r.broker.publish("frigate/events", garden.as_bytes(), false).await;
+    r.broker
+        .publish("frigate/events", garden.as_bytes(), false)
+        .await;
     let mails = r.smtp.wait_for_messages(2, T).await;
     let (jpeg, _) = open(&mails[1]);
-    assert_eq!(images::decode_dims(&jpeg.expect("the PNG re-encoded as JPEG")), (800, 600));
-    assert_eq!(state.logins.load(Ordering::SeqCst), 2, "exactly one re-login");
+    assert_eq!(
+        images::decode_dims(&jpeg.expect("the PNG re-encoded as JPEG")),
+        (800, 600)
+    );
+    assert_eq!(
+        state.logins.load(Ordering::SeqCst),
+        2,
+        "exactly one re-login"
+    );
     let last = frigate.requests().pop().unwrap();
     assert_eq!(last.header("authorization"), Some("Bearer tok2"));
     assert_eq!(last.query_param("height").as_deref(), Some("1280"));
@@ -372,19 +486,33 @@ async fn frigate_wrong_password_names_the_keys() {
         logins: AtomicUsize::new(0),
         valid: Mutex::new(None),
     });
-    let frigate = http::start(frigate_with_login(state, images::camera_jpeg(64, 64, 80), images::png(8, 8))).await;
-    let config = r.config().replace(&r.frigate.url(), &frigate.url()).replace(
-        "frigate:\n",
-        "frigate:\n  version: \"0.14\"\n  username: mailer\n  password: not-it\n",
-    );
+    let frigate = http::start(frigate_with_login(
+        state,
+        images::camera_jpeg(64, 64, 80),
+        images::png(8, 8),
+    ))
+    .await;
+    let config = r
+        .config()
+        .replace(&r.frigate.url(), &frigate.url())
+        .replace(
+            "frigate:\n",
+            "frigate:\n  version: \"0.14\"\n  username: mailer\n  password: not-it\n",
+        );
     let d = support::daemon::Daemon::start(Some(&config), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
-    r.broker.publish("frigate/events", EVENT_NEW.as_bytes(), false).await;
+    r.broker
+        .publish("frigate/events", EVENT_NEW.as_bytes(), false)
+        .await;
     let mails = r.smtp.wait_for_messages(1, T).await;
     let (jpeg, text) = open(&mails[0]);
     assert!(jpeg.is_none());
-    assert!(text.contains("Frigate refused the login (401 Unauthorized)"), "{text}");
-    d.wait_for_log("check frigate.username and frigate.password", T).await;
+    assert!(
+        text.contains("Frigate refused the login (401 Unauthorized)"),
+        "{text}"
+    );
+    d.wait_for_log("check frigate.username and frigate.password", T)
+        .await;
     assert!(!d.logs().contains("not-it"));
     assert!(frigate.requests().iter().all(|r| r.path == "/api/login"));
 }

@@ -23,7 +23,11 @@ use tokio::sync::{mpsc, watch};
 const T: Duration = Duration::from_secs(20);
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 /// `topic<TAB>payload[<TAB>…]` lines of a `.txt` fixture (comments dropped).
@@ -82,7 +86,10 @@ async fn harness(sources: &str) -> Harness {
         shutdown_rx,
     ));
     let needle = format!("Sending SUBACK to {client_id}");
-    wait_until("the decoders' subscription", T, || broker.log().contains(&needle)).await;
+    wait_until("the decoders' subscription", T, || {
+        broker.log().contains(&needle)
+    })
+    .await;
     Harness {
         broker,
         rx,
@@ -126,14 +133,21 @@ fn summary(events: &[Event]) -> Vec<(String, String)> {
 }
 
 fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-    p.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    p.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frigate_events_fixtures_and_ignored_tracked_object_updates() {
     let mut h = harness("  - kind: frigate_events").await;
-    h.publish("frigate/events", &fixture("frigate-events-new-0.14.json")).await;
-    h.publish("frigate/events", &fixture("frigate-events-update-0.14-subLabel-face.json")).await;
+    h.publish("frigate/events", &fixture("frigate-events-new-0.14.json"))
+        .await;
+    h.publish(
+        "frigate/events",
+        &fixture("frigate-events-update-0.14-subLabel-face.json"),
+    )
+    .await;
     // 0.15+/0.16 tracked_object_update messages add descriptions and recognitions to an
     // event that was already reported: no source subscribes to them.
     for name in [
@@ -141,9 +155,11 @@ async fn frigate_events_fixtures_and_ignored_tracked_object_updates() {
         "frigate-tracked-object-update-face-0.16.json",
         "frigate-tracked-object-update-lpr-0.16.json",
     ] {
-        h.publish("frigate/tracked_object_update", &fixture(name)).await;
+        h.publish("frigate/tracked_object_update", &fixture(name))
+            .await;
     }
-    h.publish("frigate/events", &fixture("frigate-events-end-0.15.json")).await;
+    h.publish("frigate/events", &fixture("frigate-events-end-0.15.json"))
+        .await;
     let ev = h.events().await;
     assert_eq!(
         summary(&ev),
@@ -154,17 +170,26 @@ async fn frigate_events_fixtures_and_ignored_tracked_object_updates() {
         ])
     );
     assert_eq!(ev[0].zones, vec!["driveway_entrance"]);
-    assert_eq!(ev[1].id, ev[0].id, "the update repeats the id; the policy drops it");
+    assert_eq!(
+        ev[1].id, ev[0].id,
+        "the update repeats the id; the policy drops it"
+    );
     assert_eq!(ev[2].zones, vec!["lawn"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frigate_review_fixtures() {
     let mut h = harness("  - kind: frigate_reviews").await;
-    h.publish("frigate/reviews", &fixture("frigate-reviews-new.json")).await;
-    h.publish("frigate/reviews", &fixture("frigate-reviews-update-detection-to-alert.json")).await;
+    h.publish("frigate/reviews", &fixture("frigate-reviews-new.json"))
+        .await;
+    h.publish(
+        "frigate/reviews",
+        &fixture("frigate-reviews-update-detection-to-alert.json"),
+    )
+    .await;
     // The same review again: already reported.
-    h.publish("frigate/reviews", &fixture("frigate-reviews-new.json")).await;
+    h.publish("frigate/reviews", &fixture("frigate-reviews-new.json"))
+        .await;
     let ev = h.events().await;
     assert_eq!(
         summary(&ev),
@@ -232,7 +257,8 @@ async fn hikvision_bridge_fixtures() {
     )
     .await;
     h.publish_lines("toxuin-alarmserver-mqtt.txt").await;
-    h.publish("BTRGB/hikalarm", &fixture("hikmqtt-payload.json")).await;
+    h.publish("BTRGB/hikalarm", &fixture("hikmqtt-payload.json"))
+        .await;
     for name in [
         "hikvision-alertstream-vmd.xml",
         "hikvision-alertstream-linedetection.xml",
@@ -266,7 +292,10 @@ async fn hikvision_bridge_fixtures() {
     );
     match &ev[0].snapshot {
         SnapshotSource::Camera { url, .. } => {
-            assert_eq!(url, "http://192.168.1.64/ISAPI/Streaming/channels/101/picture")
+            assert_eq!(
+                url,
+                "http://192.168.1.64/ISAPI/Streaming/channels/101/picture"
+            )
         }
         other => panic!("{other:?}"),
     }
