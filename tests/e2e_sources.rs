@@ -516,3 +516,92 @@ async fn frigate_wrong_password_names_the_keys() {
     assert!(!d.logs().contains("not-it"));
     assert!(frigate.requests().iter().all(|r| r.path == "/api/login"));
 }
+
+/// Frigate's port 8971 stand-in: HTTPS with a self-signed certificate, serving `jpeg` for
+/// every event snapshot. Returns the port and a counter of answered requests.
+async fn self_signed_frigate(jpeg: Vec<u8>) -> (u16, Arc<AtomicUsize>) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![key.cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            let jpeg = jpeg.clone();
+            let count = count.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |_req| {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let body = Full::new(Bytes::from(jpeg.clone()));
+                    async move {
+                        hyper::Response::builder()
+                            .header("Content-Type", "image/jpeg")
+                            .body(body)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, served)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frigate_self_signed_certificate_needs_insecure_tls() {
+    let r = rig::start(64, 64).await;
+    let (port, served) = self_signed_frigate(images::camera_jpeg(640, 360, 80)).await;
+    let url = format!("https://127.0.0.1:{port}");
+    let config = r.config().replace(&r.frigate.url(), &url);
+
+    // Verified by default: the mail says why there is no picture and names the key.
+    let d = support::daemon::Daemon::start(Some(&config), &[]);
+    d.wait_for_log("mqtt: subscribed", T).await;
+    r.broker
+        .publish("frigate/events", EVENT_NEW.as_bytes(), false)
+        .await;
+    let mails = r.smtp.wait_for_messages(1, T).await;
+    let (jpeg, text) = open(&mails[0]);
+    assert!(jpeg.is_none());
+    assert!(text.contains("frigate.insecure_tls: true"), "{text}");
+    assert_eq!(served.load(Ordering::SeqCst), 0);
+    drop(d);
+
+    // With insecure_tls the same server is used.
+    let config = config.replace("frigate:\n", "frigate:\n  insecure_tls: true\n");
+    let d = support::daemon::Daemon::start(Some(&config), &[]);
+    d.wait_for_log("mqtt: subscribed", T).await;
+    let garden = EVENT_NEW
+        .replace("1731254400.123456-k3v9qz", "1731254600.000000-tls001")
+        .replace("\"driveway\"", "\"garden\"");
+    r.broker
+        .publish("frigate/events", garden.as_bytes(), false)
+        .await;
+    let mails = r.smtp.wait_for_messages(2, T).await;
+    let (jpeg, _) = open(&mails[1]);
+    assert_eq!(images::decode_dims(&jpeg.expect("a picture")), (640, 360));
+    assert!(served.load(Ordering::SeqCst) >= 1);
+}

@@ -113,13 +113,14 @@ impl Default for HikvisionSource {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HikvisionCamera {
     /// `http://192.168.1.64` (the camera or NVR).
     pub url: String,
-    /// ISAPI streaming channel: 101 is channel 1's main stream, 102 its sub stream.
-    pub channel: u32,
+    /// ISAPI streaming channel: 101 is channel 1's main stream, 102 its sub stream. Unset:
+    /// the alert's channel N as N01 when the message names one, else 101.
+    pub channel: Option<u32>,
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub password_file: Option<PathBuf>,
@@ -127,18 +128,6 @@ pub struct HikvisionCamera {
     pub dev_id: Option<i64>,
 }
 
-impl Default for HikvisionCamera {
-    fn default() -> Self {
-        HikvisionCamera {
-            url: String::new(),
-            channel: 101,
-            username: None,
-            password: None,
-            password_file: None,
-            dev_id: None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -307,7 +296,7 @@ pub(super) fn validate(list: &Option<Vec<SourceConfig>>) -> Result<(), ConfigErr
                 check_filter(&format!("{at}.topic"), &h.topic)?;
                 for (name, cam) in &h.cameras {
                     check_url(&format!("{at}.cameras.{name}.url"), &cam.url)?;
-                    if cam.channel == 0 {
+                    if cam.channel == Some(0) {
                         return Err(invalid(format!(
                             "{at}.cameras.{name}.channel: 0 is not a channel; 101 is channel 1's main stream"
                         )));
@@ -412,7 +401,7 @@ sources:
         };
         let (name, cam) = h.cameras.iter().next().unwrap();
         assert_eq!(name, "FrontDoor", "camera names keep their case");
-        assert_eq!(cam.channel, 102);
+        assert_eq!(cam.channel, Some(102));
         assert_eq!(cam.password.as_ref().unwrap().expose(), "cam-pass");
         assert_eq!(cfg.frigate.password.as_ref().unwrap().expose(), "s3cret");
         assert!(cfg.frigate.insecure_tls);
@@ -493,7 +482,10 @@ mod example_tests {
         for (name, kinds) in [
             ("frigate-reviews.yaml", vec!["frigate_reviews"]),
             ("frigate-snapshot.yaml", vec!["frigate_snapshot"]),
-            ("hikvision.yaml", vec!["hikvision_bridge", "hikvision_bridge"]),
+            (
+                "hikvision.yaml",
+                vec!["hikvision_bridge", "hikvision_bridge"],
+            ),
             ("scripts.yaml", vec!["mqtt", "mqtt", "mqtt", "mqtt"]),
         ] {
             let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -200,7 +200,8 @@ impl FrigateApi {
         };
         let answer = self
             .send_get(parsed.clone(), &shown, token.as_deref())
-            .await?;
+            .await
+            .map_err(certificate_hint)?;
         let answer = match (answer.status, token) {
             (StatusCode::UNAUTHORIZED, Some(stale)) => {
                 info!("frigate: the login token was refused (expired?); logging in again");
@@ -267,7 +268,12 @@ impl FrigateApi {
             .post(parsed)
             .header(CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        let answer = self.inner.http.send(req, &shown).await?;
+        let answer = self
+            .inner
+            .http
+            .send(req, &shown)
+            .await
+            .map_err(certificate_hint)?;
         if matches!(
             answer.status,
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
@@ -297,6 +303,20 @@ impl FrigateApi {
                 fix: "frigate.url must be Frigate itself (port 8971 for the login), not a proxy in front of it".into(),
             }),
         }
+    }
+}
+
+/// Frigate's port 8971 has a self-signed certificate by default: say which key accepts it.
+fn certificate_hint(e: FetchError) -> FetchError {
+    match e {
+        FetchError::Connect { url, reason } if reason.to_ascii_lowercase().contains("certificate") => {
+            FetchError::Login {
+                url,
+                what: format!("the TLS certificate is not trusted ({reason})"),
+                fix: "Frigate's port 8971 uses a self-signed certificate by default: set frigate.insecure_tls: true (or give Frigate a trusted certificate)".into(),
+            }
+        }
+        other => other,
     }
 }
 

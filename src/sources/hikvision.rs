@@ -63,12 +63,11 @@ impl HikvisionBridge {
                 ),
             };
         };
-        // An NVR's channel N is stream N01; a camera's own setting wins.
-        let channel = if cam.channel != 101 {
-            cam.channel
-        } else {
-            channel_hint.map_or(101, |c| c * 100 + 1)
-        };
+        // A configured channel wins; else an NVR alert's channel N is its main stream N01.
+        let channel = cam
+            .channel
+            .or_else(|| channel_hint.map(|c| c * 100 + 1))
+            .unwrap_or(101);
         SnapshotSource::Camera {
             url: format!(
                 "{}/ISAPI/Streaming/channels/{channel}/picture",
