@@ -128,7 +128,6 @@ pub struct HikvisionCamera {
     pub dev_id: Option<i64>,
 }
 
-
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GenericSource {
