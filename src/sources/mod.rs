@@ -4,6 +4,11 @@
 //! errors, never give up). Each message is handed to the [`Decoder`] whose topic filters
 //! match it; decoders are pure translators from one wire format to [`Event`], so adding a
 //! camera family means adding a decoder, not touching the connection.
+//!
+//! The decoders come from the `sources:` list ([`crate::config::sources`]): [`frigate`]
+//! (events), [`frigate_reviews`], [`frigate_snapshot`], [`hikvision`] (bridges) and
+//! [`generic`] (any topic). Decoders keep only the state their format needs (rising edges,
+//! reviews already reported); de-duplication across sources is the policy's job.
 
 pub mod broker;
 pub mod frigate;
