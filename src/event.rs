@@ -3,6 +3,8 @@
 
 use std::time::SystemTime;
 
+use crate::secret::Secret;
+
 /// Where the picture for an event comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SnapshotSource {
@@ -14,6 +16,25 @@ pub enum SnapshotSource {
     Url(String),
     /// No picture; the mail says why.
     None { reason: String },
+    /// Frigate's `GET /api/<camera>/latest.jpg` (the current frame).
+    FrigateLatest { camera: String },
+    /// A camera's own snapshot URL (e.g. Hikvision ISAPI `/ISAPI/Streaming/channels/101/picture`)
+    /// behind HTTP Digest or Basic auth. The answer must be a JPEG: cameras report errors
+    /// as an XML body with status 200.
+    Camera {
+        url: String,
+        credentials: Option<Credentials>,
+        /// The config key that holds these settings, named in errors
+        /// (e.g. `sources[0].cameras.driveway`).
+        key: String,
+    },
+}
+
+/// A user name and password for a camera's HTTP API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Secret,
 }
 
 /// One thing that happened on one camera, in source-independent terms.

@@ -87,37 +87,48 @@ fn tidy(msg: String) -> String {
     msg
 }
 
+/// Fill `value` from `file`; an empty value counts as unset.
+fn secret_from_file(
+    key: &str,
+    value: &mut Option<Secret>,
+    file: &Option<PathBuf>,
+) -> Result<(), ConfigError> {
+    if value.as_ref().is_some_and(Secret::is_empty) {
+        *value = None;
+    }
+    if let Some(path) = file.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+        if value.is_some() {
+            return Err(invalid(format!(
+                "{key} and {key}_file are both set; keep one of them"
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+            key: format!("{key}_file"),
+            path: path.clone(),
+            source,
+        })?;
+        // Secret files usually end with a newline; nothing else is trimmed here.
+        *value = Some(Secret::new(text.trim_end_matches(['\r', '\n'])));
+    }
+    Ok(())
+}
+
 /// Fill `password` from `password_file`, and turn empty strings into "unset".
 fn resolve_secrets(cfg: &mut Config) -> Result<(), ConfigError> {
-    fn one(
-        key: &str,
-        value: &mut Option<Secret>,
-        file: &Option<PathBuf>,
-    ) -> Result<(), ConfigError> {
-        if value.as_ref().is_some_and(Secret::is_empty) {
-            *value = None;
-        }
-        if let Some(path) = file.as_ref().filter(|p| !p.as_os_str().is_empty()) {
-            if value.is_some() {
-                return Err(invalid(format!(
-                    "{key} and {key}_file are both set; keep one of them"
-                )));
-            }
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
-                key: format!("{key}_file"),
-                path: path.clone(),
-                source,
-            })?;
-            // Secret files usually end with a newline; nothing else is trimmed here.
-            *value = Some(Secret::new(text.trim_end_matches(['\r', '\n'])));
-        }
-        Ok(())
-    }
-    one(
+    secret_from_file(
         "mqtt.password",
         &mut cfg.mqtt.password,
         &cfg.mqtt.password_file,
     )?;
+    secret_from_file(
+        "frigate.password",
+        &mut cfg.frigate.password,
+        &cfg.frigate.password_file,
+    )?;
+    if cfg.frigate.username.as_deref() == Some("") {
+        cfg.frigate.username = None;
+    }
+    super::sources::resolve_secrets(&mut cfg.sources, secret_from_file)?;
     if cfg.mqtt.username.as_deref() == Some("") {
         cfg.mqtt.username = None;
     }
@@ -125,7 +136,7 @@ fn resolve_secrets(cfg: &mut Config) -> Result<(), ConfigError> {
         cfg.mqtt.url = None;
     }
     if let Some(smtp) = cfg.smtp.as_mut() {
-        one("smtp.password", &mut smtp.password, &smtp.password_file)?;
+        secret_from_file("smtp.password", &mut smtp.password, &smtp.password_file)?;
         if smtp.from.as_deref() == Some("") {
             smtp.from = None;
         }
@@ -212,6 +223,19 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
             "snapshot.max_width / snapshot.max_height: must be at least 1",
         ));
     }
+    if cfg.frigate.username.is_some() && cfg.frigate.password.is_none() {
+        return Err(invalid(
+            "frigate.password: not set while frigate.username is; set frigate.password or \
+             frigate.password_file (or remove frigate.username for port 5000)",
+        ));
+    }
+    let v = cfg.frigate.version.trim();
+    if v != "auto" && crate::snapshot::frigate_api::parse_version(v).is_none() {
+        return Err(invalid(format!(
+            "frigate.version: {v:?} is not a version; use auto, or e.g. 0.14 or 0.15"
+        )));
+    }
+    super::sources::validate(&cfg.sources)?;
     if cfg.frigate.topic_prefix.trim().is_empty() {
         return Err(invalid(
             "frigate.topic_prefix: must not be empty (Frigate's default is frigate)",

@@ -7,6 +7,7 @@
 
 mod load;
 pub mod policy;
+pub mod sources;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -53,6 +54,8 @@ pub struct Config {
     pub log: LogConfig,
     /// On SIGTERM, how long in-flight sends may take before the daemon exits anyway.
     pub shutdown_timeout: HumanDuration,
+    /// Camera sources; unset means Frigate's events topic (see [`sources::effective`]).
+    pub sources: Option<Vec<sources::SourceConfig>>,
     pub http: HttpConfig,
 }
 
@@ -226,6 +229,15 @@ pub struct FrigateConfig {
     /// How often a 404 snapshot is asked for again while the event is in progress.
     pub snapshot_retries: u32,
     pub snapshot_retry_delay: HumanDuration,
+    /// `auto` (ask `/api/version`) or e.g. `0.14` / `0.15`: picks `h` vs `height` in
+    /// snapshot requests.
+    pub version: String,
+    /// Login for the authenticated port (8971, Frigate 0.14+).
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    /// Accept Frigate's self-signed certificate (port 8971's default).
+    pub insecure_tls: bool,
 }
 
 impl Default for FrigateConfig {
@@ -235,6 +247,11 @@ impl Default for FrigateConfig {
             topic_prefix: "frigate".into(),
             snapshot_retries: 3,
             snapshot_retry_delay: HumanDuration::secs(1),
+            version: "auto".into(),
+            username: None,
+            password: None,
+            password_file: None,
+            insecure_tls: false,
         }
     }
 }
@@ -255,6 +272,10 @@ pub struct SnapshotConfig {
     pub timeout: HumanDuration,
     /// Threads for image work; 0 means one per core.
     pub workers: usize,
+    /// Frigate snapshot options (`bbox`, `crop`, `timestamp`); unset: Frigate's default.
+    pub bbox: Option<bool>,
+    pub crop: Option<bool>,
+    pub timestamp: Option<bool>,
 }
 
 impl Default for SnapshotConfig {
@@ -268,6 +289,9 @@ impl Default for SnapshotConfig {
             max_bytes: 20 * 1024 * 1024,
             timeout: HumanDuration::secs(10),
             workers: 0,
+            bbox: None,
+            crop: None,
+            timestamp: None,
         }
     }
 }
@@ -381,6 +405,7 @@ impl Default for Config {
             log: LogConfig::default(),
             shutdown_timeout: HumanDuration::secs(10),
             http: HttpConfig::default(),
+            sources: None,
         }
     }
 }

@@ -1,14 +1,17 @@
-//! Getting snapshot bytes: from Frigate's HTTP API, a URL, or the message itself.
+//! Getting snapshot bytes: from Frigate's HTTP API ([`super::frigate_api`]), a camera
+//! ([`super::camera`]), a URL, or the message itself.
 //!
 //! Downloads are bounded in time (`snapshot.timeout`) and size (`snapshot.max_bytes`, read
-//! chunk by chunk so a huge body is cut off, not buffered). Frigate answers 404 while an
-//! event's snapshot is not written yet, so a 404 is asked again a few times.
+//! chunk by chunk so a huge body is cut off, not buffered).
 
 use std::time::Duration;
 
-use reqwest::{StatusCode, Url};
+use reqwest::header::HeaderMap;
+use reqwest::{RequestBuilder, StatusCode, Url};
 use tracing::debug;
 
+use super::camera;
+use super::frigate_api::FrigateApi;
 use crate::config::Config;
 use crate::event::SnapshotSource;
 
@@ -31,72 +34,77 @@ pub enum FetchError {
     NoSource(String),
     #[error("bad snapshot URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
+    /// A login was refused or is missing; `fix` names the config keys.
+    #[error("{url}: {what}; {fix}")]
+    Login {
+        url: String,
+        what: String,
+        fix: String,
+    },
+    /// The camera answered 200 with something that is not a picture.
+    #[error("GET {url}: the camera answered with an error instead of a picture: {message} (check {key})")]
+    Camera {
+        url: String,
+        message: String,
+        key: String,
+    },
 }
 
-/// Downloads snapshots; one per process, sharing a connection pool.
+/// One HTTP answer, its body read within `snapshot.max_bytes`.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The body of a 2xx answer, or a [`FetchError::Status`] quoting the start of the body.
+    pub fn into_body(self, shown: &str) -> Result<Vec<u8>, FetchError> {
+        if self.status.is_success() {
+            return Ok(self.body);
+        }
+        let text = String::from_utf8_lossy(&self.body[..self.body.len().min(200)])
+            .trim()
+            .to_owned();
+        Err(FetchError::Status {
+            url: shown.to_owned(),
+            status: self.status,
+            body: if text.is_empty() {
+                String::new()
+            } else {
+                format!(": {text}")
+            },
+        })
+    }
+}
+
+/// An HTTP client with the snapshot limits: whole-request timeout, bounded body.
 #[derive(Clone)]
-pub struct Fetcher {
-    client: reqwest::Client,
-    frigate_url: String,
+pub struct Http {
+    pub client: reqwest::Client,
     max_bytes: usize,
     timeout: Duration,
-    retries_404: u32,
-    retry_delay: Duration,
 }
 
-impl Fetcher {
-    pub fn new(config: &Config) -> Result<Fetcher, reqwest::Error> {
+impl Http {
+    /// `insecure` accepts any server certificate (only for Frigate's self-signed one).
+    pub fn new(config: &Config, insecure: bool) -> Result<Http, reqwest::Error> {
         crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(config.snapshot.timeout.0)
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("snapmail/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(insecure)
             .build()?;
-        Ok(Fetcher {
+        Ok(Http {
             client,
-            frigate_url: config.frigate.url.trim_end_matches('/').to_owned(),
             max_bytes: config.snapshot.max_bytes,
             timeout: config.snapshot.timeout.0,
-            retries_404: config.frigate.snapshot_retries,
-            retry_delay: config.frigate.snapshot_retry_delay.0,
         })
     }
 
-    /// The bytes of the picture `source` names.
-    pub async fn fetch(&self, source: &SnapshotSource) -> Result<Vec<u8>, FetchError> {
-        match source {
-            SnapshotSource::Inline(bytes) => Ok(bytes.clone()),
-            SnapshotSource::None { reason } => Err(FetchError::NoSource(reason.clone())),
-            SnapshotSource::Url(url) => self.get(url, 0).await,
-            SnapshotSource::FrigateEvent { event_id } => {
-                let url = format!("{}/api/events/{}/snapshot.jpg", self.frigate_url, event_id);
-                self.get(&url, self.retries_404).await
-            }
-        }
-    }
-
-    async fn get(&self, url: &str, retries_404: u32) -> Result<Vec<u8>, FetchError> {
-        let parsed = Url::parse(url).map_err(|e| FetchError::BadUrl {
-            url: redact_url(url),
-            reason: e.to_string(),
-        })?;
-        let shown = redact_url(url);
-        let mut attempt = 0;
-        loop {
-            match self.get_once(parsed.clone(), &shown).await {
-                Err(FetchError::Status { status, .. })
-                    if status == StatusCode::NOT_FOUND && attempt < retries_404 =>
-                {
-                    attempt += 1;
-                    debug!(url = %shown, attempt, "snapshot not there yet (404); asking again");
-                    tokio::time::sleep(self.retry_delay).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn get_once(&self, url: Url, shown: &str) -> Result<Vec<u8>, FetchError> {
+    /// Send `req` and read the answer, whatever its status. `shown` is the URL for messages.
+    pub async fn send(&self, req: RequestBuilder, shown: &str) -> Result<Answer, FetchError> {
         let map_err = |e: reqwest::Error| {
             if e.is_timeout() {
                 FetchError::Timeout {
@@ -110,7 +118,7 @@ impl Fetcher {
                 }
             }
         };
-        let mut resp = self.client.get(url).send().await.map_err(map_err)?;
+        let mut resp = req.send().await.map_err(map_err)?;
         let status = resp.status();
         if let Some(len) = resp.content_length() {
             if len > self.max_bytes as u64 {
@@ -120,6 +128,7 @@ impl Fetcher {
                 });
             }
         }
+        let headers = resp.headers().clone();
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(map_err)? {
             if body.len() + chunk.len() > self.max_bytes {
@@ -130,21 +139,67 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&body[..body.len().min(200)])
-                .trim()
-                .to_owned();
-            return Err(FetchError::Status {
-                url: shown.to_owned(),
-                status,
-                body: if text.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {text}")
-                },
-            });
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Parse `url` for a request, keeping a printable form without credentials.
+pub fn parse_url(url: &str) -> Result<(Url, String), FetchError> {
+    let parsed = Url::parse(url).map_err(|e| FetchError::BadUrl {
+        url: redact_url(url),
+        reason: e.to_string(),
+    })?;
+    Ok((parsed, redact_url(url)))
+}
+
+/// Downloads snapshots; one per process, sharing connection pools.
+#[derive(Clone)]
+pub struct Fetcher {
+    http: Http,
+    frigate: FrigateApi,
+}
+
+impl Fetcher {
+    pub fn new(config: &Config) -> Result<Fetcher, reqwest::Error> {
+        let http = Http::new(config, false)?;
+        let frigate_http = if config.frigate.insecure_tls {
+            Http::new(config, true)?
+        } else {
+            http.clone()
+        };
+        Ok(Fetcher {
+            http,
+            frigate: FrigateApi::new(config, frigate_http),
+        })
+    }
+
+    /// The bytes of the picture `source` names.
+    pub async fn fetch(&self, source: &SnapshotSource) -> Result<Vec<u8>, FetchError> {
+        match source {
+            SnapshotSource::Inline(bytes) => Ok(bytes.clone()),
+            SnapshotSource::None { reason } => Err(FetchError::NoSource(reason.clone())),
+            SnapshotSource::Url(url) => {
+                let (parsed, shown) = parse_url(url)?;
+                debug!(url = %shown, "fetching snapshot");
+                self.http
+                    .send(self.http.client.get(parsed), &shown)
+                    .await?
+                    .into_body(&shown)
+            }
+            SnapshotSource::FrigateEvent { event_id } => {
+                self.frigate.event_snapshot(event_id).await
+            }
+            SnapshotSource::FrigateLatest { camera } => self.frigate.latest(camera).await,
+            SnapshotSource::Camera {
+                url,
+                credentials,
+                key,
+            } => camera::fetch(&self.http, url, credentials.as_ref(), key).await,
         }
-        Ok(body)
     }
 }
 

@@ -3,7 +3,9 @@
 //! A missing or broken picture never stops the mail: the [`Notification`] then carries the
 //! reason, and the mail says why there is no image.
 
+pub mod camera;
 pub mod fetch;
+pub mod frigate_api;
 pub mod image;
 pub mod pool;
 

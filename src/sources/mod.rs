@@ -4,11 +4,24 @@
 //! errors, never give up). Each message is handed to the [`Decoder`] whose topic filters
 //! match it; decoders are pure translators from one wire format to [`Event`], so adding a
 //! camera family means adding a decoder, not touching the connection.
+//!
+//! The decoders come from the `sources:` list ([`crate::config::sources`]): [`frigate`]
+//! (events), [`frigate_reviews`], [`frigate_snapshot`], [`hikvision`] (bridges) and
+//! [`generic`] (any topic). Decoders keep only the state their format needs (rising edges,
+//! reviews already reported); de-duplication across sources is the policy's job.
 
 pub mod broker;
 pub mod frigate;
+pub mod frigate_reviews;
+pub mod frigate_snapshot;
+pub mod generic;
+pub mod hikvision;
 pub mod mqtt;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::sources::{self as source_config, SourceConfig};
 use crate::config::Config;
 use crate::event::Event;
 
@@ -20,12 +33,110 @@ pub struct Outgoing {
     pub retain: bool,
 }
 
-/// The decoders for every configured source.
+/// The decoders for every configured source (`sources:`, or Frigate's events topic).
 pub fn decoders(config: &Config) -> Vec<Box<dyn Decoder>> {
-    vec![Box::new(frigate::FrigateEvents::new(
-        &config.frigate.topic_prefix,
-        &config.frigate.url,
-    ))]
+    let hosts = config_hosts(config);
+    let prefix = |p: &Option<String>| {
+        p.clone()
+            .unwrap_or_else(|| config.frigate.topic_prefix.clone())
+    };
+    source_config::effective(&config.sources)
+        .iter()
+        .enumerate()
+        .map(|(i, s)| -> Box<dyn Decoder> {
+            match s {
+                SourceConfig::FrigateEvents(f) => Box::new(frigate::FrigateEvents::new(
+                    &prefix(&f.topic_prefix),
+                    &config.frigate.url,
+                )),
+                SourceConfig::FrigateReviews(f) => Box::new(frigate_reviews::FrigateReviews::new(
+                    &prefix(&f.topic_prefix),
+                    &config.frigate.url,
+                    &f.severity.0,
+                )),
+                SourceConfig::FrigateSnapshot(f) => Box::new(
+                    frigate_snapshot::FrigateSnapshot::new(&prefix(&f.topic_prefix), f),
+                ),
+                SourceConfig::HikvisionBridge(h) => Box::new(hikvision::HikvisionBridge::new(i, h)),
+                SourceConfig::Mqtt(g) => Box::new(generic::Generic::new(i, g, &hosts)),
+            }
+        })
+        .collect()
+}
+
+/// Every host named in the configuration: the default `allowed_hosts` for snapshot URLs
+/// that arrive in payloads.
+pub fn config_hosts(config: &Config) -> Vec<String> {
+    let mut urls = vec![config.frigate.url.clone()];
+    for s in config.sources.iter().flatten() {
+        match s {
+            SourceConfig::HikvisionBridge(h) => {
+                urls.extend(h.cameras.values().map(|c| c.url.clone()))
+            }
+            SourceConfig::Mqtt(g) => urls.extend(g.snapshot.url.clone()),
+            _ => {}
+        }
+    }
+    let mut hosts: Vec<String> = urls
+        .iter()
+        .filter_map(|u| reqwest::Url::parse(&u.replace("{camera}", "camera")).ok())
+        .filter_map(|u| u.host_str().map(|h| h.to_ascii_lowercase()))
+        .collect();
+    if let Some(mqtt) = config
+        .mqtt
+        .url
+        .as_deref()
+        .and_then(|u| mqtt::BrokerAddress::parse(u).ok())
+    {
+        hosts.push(mqtt.host.to_ascii_lowercase());
+    }
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+/// The topic levels that `filter`'s `+` wildcards matched in `topic` (and `#` as one
+/// string), or `None` when the topic does not match.
+pub fn wildcards<'t>(filter: &str, topic: &'t str) -> Option<Vec<&'t str>> {
+    let mut out = Vec::new();
+    let mut levels = topic.split('/');
+    let mut rest_start = 0;
+    for f in filter.split('/') {
+        if f == "#" {
+            out.push(&topic[rest_start.min(topic.len())..]);
+            return Some(out);
+        }
+        let level = levels.next()?;
+        rest_start += level.len() + 1;
+        if f == "+" {
+            out.push(level);
+        } else if f != level {
+            return None;
+        }
+    }
+    levels.next().is_none().then_some(out)
+}
+
+/// `ON`/`on`/`1`/`true` → on, `OFF`/`off`/`0`/`false` → off, anything else: not a switch.
+pub fn switch_state(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" | "1" | "true" => Some(true),
+        "off" | "0" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// A process-unique event id for sources whose messages carry none.
+pub fn unique_id(kind: &str, camera: &str) -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!(
+        "{kind}:{camera}:{now}-{}",
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// One MQTT message as a decoder sees it.
@@ -82,4 +193,43 @@ pub trait Decoder: Send {
 /// Whether `topic` matches one of `filters` (MQTT `+`/`#` wildcards).
 pub fn matches_any(topic: &str, filters: &[String]) -> bool {
     filters.iter().any(|f| rumqttc::matches(topic, f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_levels() {
+        assert_eq!(
+            wildcards("cameras/+/motion", "cameras/driveway/motion"),
+            Some(vec!["driveway"])
+        );
+        assert_eq!(
+            wildcards("cameras/+/motion", "cameras/driveway/state"),
+            None
+        );
+        assert_eq!(wildcards("cameras/+", "cameras/a/b"), None);
+        assert_eq!(wildcards("a/#", "a/b/c"), Some(vec!["b/c"]));
+        assert_eq!(wildcards("a/b", "a/b"), Some(vec![]));
+    }
+
+    #[test]
+    fn switch_words() {
+        for on in ["ON", "on", "1", "true", " On\n"] {
+            assert_eq!(switch_state(on), Some(true), "{on}");
+        }
+        for off in ["OFF", "off", "0", "false"] {
+            assert_eq!(switch_state(off), Some(false), "{off}");
+        }
+        assert_eq!(switch_state("Motion alarm"), None);
+    }
+
+    #[test]
+    fn without_sources_the_frigate_events_topic_is_used() {
+        let d = decoders(&Config::default());
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].kind(), "frigate_events");
+        assert_eq!(d[0].topics(), vec!["frigate/events".to_string()]);
+    }
 }

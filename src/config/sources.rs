@@ -1,0 +1,510 @@
+//! The `sources:` list: which MQTT topics snapmail listens to and how each one's messages
+//! become events. Every entry names its `kind`; several entries (even of the same kind) may
+//! run at once over the one MQTT connection. Without a `sources:` key snapmail runs one
+//! `frigate_events` source, so configurations written before the list existed keep working.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::types::StringList;
+use super::ConfigError;
+use crate::secret::Secret;
+
+/// One entry of `sources:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// Frigate's `<prefix>/events` (one mail per tracked object).
+    FrigateEvents(FrigateEventsSource),
+    /// Frigate 0.14+ `<prefix>/reviews` (one mail per alert, optionally per detection).
+    FrigateReviews(FrigateReviewsSource),
+    /// Frigate's `<prefix>/<camera>/<label>/snapshot` (raw JPEG in the message).
+    FrigateSnapshot(FrigateSnapshotSource),
+    /// A Hikvision→MQTT bridge (toxuin/alarmserver, hikmqtt); the picture comes from the
+    /// camera over ISAPI.
+    HikvisionBridge(HikvisionSource),
+    /// Any topic: ON/OFF switches, JSON from scripts, raw JPEGs.
+    Mqtt(Box<GenericSource>),
+}
+
+impl SourceConfig {
+    /// The `kind:` value, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::FrigateEvents(_) => "frigate_events",
+            SourceConfig::FrigateReviews(_) => "frigate_reviews",
+            SourceConfig::FrigateSnapshot(_) => "frigate_snapshot",
+            SourceConfig::HikvisionBridge(_) => "hikvision_bridge",
+            SourceConfig::Mqtt(_) => "mqtt",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FrigateEventsSource {
+    /// Overrides `frigate.topic_prefix` for this source.
+    pub topic_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FrigateReviewsSource {
+    pub topic_prefix: Option<String>,
+    /// Which review severities mail: `alert` (default) and/or `detection`.
+    pub severity: StringList,
+}
+
+impl Default for FrigateReviewsSource {
+    fn default() -> Self {
+        FrigateReviewsSource {
+            topic_prefix: None,
+            severity: StringList(vec!["alert".into()]),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FrigateSnapshotSource {
+    pub topic_prefix: Option<String>,
+    /// Only these cameras (empty: all).
+    pub cameras: StringList,
+    /// Only these labels (empty: all).
+    pub labels: StringList,
+    /// Larger payloads are ignored.
+    pub max_bytes: usize,
+}
+
+impl Default for FrigateSnapshotSource {
+    fn default() -> Self {
+        FrigateSnapshotSource {
+            topic_prefix: None,
+            cameras: StringList::default(),
+            labels: StringList::default(),
+            max_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HikvisionSource {
+    /// alarmserver's `camera-alerts/+/+` (camera, then event type), or hikmqtt's fixed topic.
+    pub topic: String,
+    /// Camera name for hikmqtt payloads that match no `cameras.<name>.dev_id`.
+    pub camera: Option<String>,
+    /// Event types that do not mail (alarmserver's `ftpUpload`, `videoloss`, …).
+    pub ignore_events: StringList,
+    /// Per camera: where and how to fetch its picture.
+    pub cameras: BTreeMap<String, HikvisionCamera>,
+}
+
+impl Default for HikvisionSource {
+    fn default() -> Self {
+        HikvisionSource {
+            topic: "camera-alerts/+/+".into(),
+            camera: None,
+            ignore_events: StringList(vec!["ftpUpload".into(), "videoloss".into()]),
+            cameras: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HikvisionCamera {
+    /// `http://192.168.1.64` (the camera or NVR).
+    pub url: String,
+    /// ISAPI streaming channel: 101 is channel 1's main stream, 102 its sub stream. Unset:
+    /// the alert's channel N as N01 when the message names one, else 101.
+    pub channel: Option<u32>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    /// hikmqtt's `devId` for this camera.
+    pub dev_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenericSource {
+    /// MQTT topic filter; a `+` segment names the camera unless `camera` is set.
+    pub topic: String,
+    /// A fixed camera name for every message of this source.
+    pub camera: Option<String>,
+    /// The label shown in the mail (default `motion`).
+    pub label: Option<String>,
+    /// Act on retained messages too (default: no — brokers replay them on every connect).
+    pub retained: bool,
+    /// JSON pointers (`/camera`, `/data/score`) into JSON payloads.
+    pub json: JsonFields,
+    /// Where the picture comes from when the message does not carry one.
+    pub snapshot: GenericSnapshot,
+    /// Hosts a snapshot URL taken from a payload may point at (default: the hosts named
+    /// anywhere in this configuration).
+    pub allowed_hosts: Option<StringList>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JsonFields {
+    /// ON/OFF state (`/state`); when present, only the rising edge mails.
+    pub state: Option<String>,
+    pub camera: Option<String>,
+    pub label: Option<String>,
+    /// 0..1, or a percentage.
+    pub score: Option<String>,
+    /// A stable id, so repeats of one happening mail once.
+    pub id: Option<String>,
+    pub image_url: Option<String>,
+    pub image_base64: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenericSnapshot {
+    /// URL template: `{camera}` is replaced, e.g. `http://nvr:81/image/{camera}`.
+    pub url: Option<String>,
+    /// Use Frigate's `/api/<camera>/latest.jpg` (at `frigate.url`).
+    pub frigate_latest: bool,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+}
+
+/// The effective list: `sources:` as written, or the Frigate events source.
+pub fn effective(list: &Option<Vec<SourceConfig>>) -> Vec<SourceConfig> {
+    match list {
+        Some(l) => l.clone(),
+        None => vec![SourceConfig::FrigateEvents(FrigateEventsSource::default())],
+    }
+}
+
+/// Fill every `password` from its `password_file`.
+pub(super) fn resolve_secrets(
+    list: &mut Option<Vec<SourceConfig>>,
+    one: impl Fn(&str, &mut Option<Secret>, &Option<PathBuf>) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
+    for (i, s) in list.iter_mut().flatten().enumerate() {
+        match s {
+            SourceConfig::HikvisionBridge(h) => {
+                for (name, cam) in h.cameras.iter_mut() {
+                    one(
+                        &format!("sources[{i}].cameras.{name}.password"),
+                        &mut cam.password,
+                        &cam.password_file,
+                    )?;
+                }
+            }
+            SourceConfig::Mqtt(g) => {
+                one(
+                    &format!("sources[{i}].snapshot.password"),
+                    &mut g.snapshot.password,
+                    &g.snapshot.password_file,
+                )?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn invalid(msg: String) -> ConfigError {
+    ConfigError::Invalid(msg)
+}
+
+fn check_pointer(key: &str, p: &Option<String>) -> Result<(), ConfigError> {
+    match p {
+        Some(p) if !p.is_empty() && !p.starts_with('/') => Err(invalid(format!(
+            "{key}: {p:?} is not a JSON pointer; write it as /field or /outer/inner"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn check_filter(key: &str, topic: &str) -> Result<(), ConfigError> {
+    let t = topic.trim();
+    if t.is_empty() {
+        return Err(invalid(format!(
+            "{key}: not set; give the MQTT topic to listen to, e.g. cameras/+/motion"
+        )));
+    }
+    let segments: Vec<&str> = t.split('/').collect();
+    for (n, seg) in segments.iter().enumerate() {
+        let wild = seg.contains('+') || seg.contains('#');
+        if wild && seg.len() != 1 {
+            return Err(invalid(format!(
+                "{key}: {topic:?}: a wildcard must be a whole topic level (cameras/+/motion)"
+            )));
+        }
+        if *seg == "#" && n + 1 != segments.len() {
+            return Err(invalid(format!(
+                "{key}: {topic:?}: # may only be the last topic level"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let probe = url.replace("{camera}", "camera");
+    match reqwest::Url::parse(&probe) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+        _ => Err(invalid(format!(
+            "{key}: {url:?} is not an http:// or https:// URL with a host"
+        ))),
+    }
+}
+
+/// Cross-field checks on the list; errors name `sources[N].key`.
+pub(super) fn validate(list: &Option<Vec<SourceConfig>>) -> Result<(), ConfigError> {
+    let Some(list) = list else { return Ok(()) };
+    if list.is_empty() {
+        return Err(invalid(
+            "sources: the list is empty, so nothing would ever mail; remove the key to use \
+             Frigate's events topic, or add a source"
+                .into(),
+        ));
+    }
+    for (i, s) in list.iter().enumerate() {
+        let at = format!("sources[{i}]");
+        match s {
+            SourceConfig::FrigateReviews(r) => {
+                if r.severity.0.is_empty() {
+                    return Err(invalid(format!(
+                        "{at}.severity: empty; use [alert], [detection] or [alert, detection]"
+                    )));
+                }
+                for s in &r.severity.0 {
+                    if !matches!(s.to_ascii_lowercase().as_str(), "alert" | "detection") {
+                        return Err(invalid(format!(
+                            "{at}.severity: {s:?} is not allowed; use alert and/or detection"
+                        )));
+                    }
+                }
+            }
+            SourceConfig::FrigateSnapshot(f) => {
+                if f.max_bytes == 0 {
+                    return Err(invalid(format!("{at}.max_bytes: must be at least 1")));
+                }
+            }
+            SourceConfig::HikvisionBridge(h) => {
+                check_filter(&format!("{at}.topic"), &h.topic)?;
+                for (name, cam) in &h.cameras {
+                    check_url(&format!("{at}.cameras.{name}.url"), &cam.url)?;
+                    if cam.channel == Some(0) {
+                        return Err(invalid(format!(
+                            "{at}.cameras.{name}.channel: 0 is not a channel; 101 is channel 1's main stream"
+                        )));
+                    }
+                }
+            }
+            SourceConfig::Mqtt(g) => {
+                check_filter(&format!("{at}.topic"), &g.topic)?;
+                let j = &g.json;
+                for (k, p) in [
+                    ("state", &j.state),
+                    ("camera", &j.camera),
+                    ("label", &j.label),
+                    ("score", &j.score),
+                    ("id", &j.id),
+                    ("image_url", &j.image_url),
+                    ("image_base64", &j.image_base64),
+                ] {
+                    check_pointer(&format!("{at}.json.{k}"), p)?;
+                }
+                if let Some(url) = &g.snapshot.url {
+                    check_url(&format!("{at}.snapshot.url"), url)?;
+                    if g.snapshot.frigate_latest {
+                        return Err(invalid(format!(
+                            "{at}.snapshot: url and frigate_latest are both set; keep one of them"
+                        )));
+                    }
+                }
+            }
+            SourceConfig::FrigateEvents(_) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_from;
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    fn load(text: &str) -> Result<crate::config::Config, ConfigError> {
+        let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        load_from(Some(f.path()), Some(HashMap::new()))
+    }
+
+    #[test]
+    fn every_kind_loads_with_secret_files() {
+        let mut secret = tempfile::NamedTempFile::new().unwrap();
+        writeln!(secret, "cam-pass").unwrap();
+        let cfg = load(&format!(
+            r#"
+frigate:
+  url: https://frigate.lan:8971
+  username: mailer
+  password: s3cret
+  insecure_tls: true
+  version: "0.14"
+snapshot:
+  bbox: true
+  crop: false
+sources:
+  - kind: frigate_events
+  - kind: frigate_reviews
+    severity: [alert, detection]
+  - kind: frigate_snapshot
+    max_bytes: 1000000
+  - kind: hikvision_bridge
+    topic: camera-alerts/+/+
+    cameras:
+      FrontDoor:
+        url: http://192.168.1.64
+        channel: 102
+        username: admin
+        password_file: {}
+  - kind: mqtt
+    topic: cameras/+/motion
+    json:
+      image_base64: /image
+    snapshot:
+      url: "http://nvr:81/image/{{camera}}"
+    allowed_hosts: [nvr]
+"#,
+            secret.path().display()
+        ))
+        .unwrap();
+        let list = cfg.sources.as_ref().unwrap();
+        assert_eq!(
+            list.iter().map(SourceConfig::kind).collect::<Vec<_>>(),
+            vec![
+                "frigate_events",
+                "frigate_reviews",
+                "frigate_snapshot",
+                "hikvision_bridge",
+                "mqtt"
+            ]
+        );
+        let SourceConfig::HikvisionBridge(h) = &list[3] else {
+            panic!()
+        };
+        let (name, cam) = h.cameras.iter().next().unwrap();
+        assert_eq!(name, "FrontDoor", "camera names keep their case");
+        assert_eq!(cam.channel, Some(102));
+        assert_eq!(cam.password.as_ref().unwrap().expose(), "cam-pass");
+        assert_eq!(cfg.frigate.password.as_ref().unwrap().expose(), "s3cret");
+        assert!(cfg.frigate.insecure_tls);
+        assert_eq!(cfg.snapshot.bbox, Some(true));
+        assert_eq!(cfg.snapshot.crop, Some(false));
+        assert_eq!(cfg.snapshot.timestamp, None);
+        assert_eq!(crate::sources::decoders(&cfg).len(), 5);
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let e = load("sources:\n  - kind: frigate_reviewz\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("frigate_reviewz") && e.contains("frigate_reviews"),
+            "{e}"
+        );
+        let e = load("sources:\n  - kind: mqtt\n").unwrap_err().to_string();
+        assert!(e.contains("sources[0].topic: not set"), "{e}");
+        let e = load("sources:\n  - kind: mqtt\n    topic: a/b+/c\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sources[0].topic") && e.contains("whole topic level"),
+            "{e}"
+        );
+        let e = load("sources:\n  - kind: mqtt\n    topic: t\n    json:\n      camera: cam\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sources[0].json.camera") && e.contains("JSON pointer"),
+            "{e}"
+        );
+        let e = load("sources:\n  - kind: frigate_reviews\n    severity: [alarm]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sources[0].severity"), "{e}");
+        let e = load("sources:\n  - kind: mqtt\n    topic: t\n    tpoic: x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tpoic"), "{e}");
+        let e = load("sources:\n  - kind: hikvision_bridge\n    cameras:\n      gate:\n        url: 192.168.1.9\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sources[0].cameras.gate.url"), "{e}");
+        let e = load("sources: []\n").unwrap_err().to_string();
+        assert!(e.contains("sources: the list is empty"), "{e}");
+        let e = load("frigate:\n  version: fourteen\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("frigate.version"), "{e}");
+        let e = load("frigate:\n  username: u\n").unwrap_err().to_string();
+        assert!(e.contains("frigate.password: not set"), "{e}");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_errors() {
+        let e = load(
+            "sources:\n  - kind: hikvision_bridge\n    cameras:\n      gate:\n        url: nope\n        password: hunter2cam\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("hunter2cam"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use crate::config::load_from;
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    /// The shipped examples load (secret files swapped for inline values) and build the
+    /// decoders they describe.
+    #[test]
+    fn source_examples_load() {
+        for (name, kinds) in [
+            ("frigate-reviews.yaml", vec!["frigate_reviews"]),
+            ("frigate-snapshot.yaml", vec!["frigate_snapshot"]),
+            (
+                "hikvision.yaml",
+                vec!["hikvision_bridge", "hikvision_bridge"],
+            ),
+            ("scripts.yaml", vec!["mqtt", "mqtt", "mqtt", "mqtt"]),
+        ] {
+            let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+            let text: String = std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .map(|l| match l.split_once("password_file:") {
+                    Some((indent, _)) => format!("{indent}password: example\n"),
+                    None => format!("{l}\n"),
+                })
+                .collect();
+            let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+            let cfg = load_from(Some(f.path()), Some(HashMap::new()))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let got: Vec<&str> = crate::sources::decoders(&cfg)
+                .iter()
+                .map(|d| d.kind())
+                .collect();
+            assert_eq!(got, kinds, "{name}");
+        }
+    }
+}
