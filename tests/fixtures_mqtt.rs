@@ -47,7 +47,7 @@ fn lines(name: &str) -> Vec<(String, String)> {
 
 struct Harness {
     broker: Mosquitto,
-    rx: mpsc::Receiver<Event>,
+    rx: mpsc::Receiver<snapmail::sources::Input>,
     _shutdown: watch::Sender<bool>,
 }
 
@@ -113,10 +113,14 @@ impl Harness {
         self.publish("test/marker", b"marker").await;
         let mut out = Vec::new();
         loop {
-            let ev = tokio::time::timeout(T, self.rx.recv())
+            let input = tokio::time::timeout(T, self.rx.recv())
                 .await
                 .expect("the marker event arrives")
                 .expect("the MQTT task runs");
+            let snapmail::sources::Input::Event(ev) = input else {
+                continue;
+            };
+            let ev = *ev;
             if ev.camera == "marker" {
                 return out;
             }
