@@ -38,7 +38,48 @@ pub fn load_from(
     path: Option<&Path>,
     env: Option<HashMap<String, String>>,
 ) -> Result<Config, ConfigError> {
+    build(path, None, env)
+}
+
+/// Load as a Home Assistant add-on: the add-on's `options.json` (written by the Supervisor
+/// from the options UI) over the YAML file its `config_file` option names (or `path`), with
+/// the state kept under `/data`, and the environment on top.
+pub fn load_addon(
+    path: Option<&Path>,
+    options: &Path,
+    env: Option<HashMap<String, String>>,
+) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(options).map_err(|e| {
+        invalid(format!(
+            "add-on options {}: {e}; restart the add-on after saving its options",
+            options.display()
+        ))
+    })?;
+    let mut json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| invalid(format!("add-on options {}: not JSON: {e}", options.display())))?;
+    // `config_file` belongs to the add-on, not to the configuration itself.
+    let config_file = json
+        .as_object_mut()
+        .and_then(|o| o.remove("config_file"))
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .filter(|s| !s.trim().is_empty());
+    let file = path.map(Path::to_owned).or(config_file.map(PathBuf::from));
+    build(file.as_deref(), Some(json), env)
+}
+
+fn build(
+    path: Option<&Path>,
+    addon_options: Option<serde_json::Value>,
+    env: Option<HashMap<String, String>>,
+) -> Result<Config, ConfigError> {
     let mut builder = config::Config::builder();
+    if addon_options.is_some() {
+        // Under Home Assistant only /data survives restarts and updates.
+        builder = builder
+            .set_default("outbox.dir", "/data/outbox")
+            .and_then(|b| b.set_default("outbox.preview_dir", "/data/preview"))
+            .map_err(|e| invalid(e.to_string()))?;
+    }
     if let Some(path) = path {
         if !path.exists() {
             return Err(ConfigError::NotFound {
@@ -50,6 +91,9 @@ pub fn load_from(
             _ => FileFormat::Yaml,
         };
         builder = builder.add_source(File::from(path).format(format));
+    }
+    if let Some(options) = addon_options {
+        builder = builder.add_source(File::from_str(&options.to_string(), FileFormat::Json));
     }
     // `SNAPMAIL__SMTP__PASSWORD` → `smtp.password`. No `try_parsing`: it would turn a
     // password such as "0123" into the number 123. Typed fields parse strings themselves.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use load::{load, load_from, ConfigError};
+pub use load::{load, load_addon, load_from, ConfigError};
 pub use policy::{
     CameraConfig, ControlConfig, DigestConfig, PriorityRule, ScheduleConfig, ZonesMatch,
 };
@@ -57,6 +57,26 @@ pub struct Config {
     /// Camera sources; unset means Frigate's events topic (see [`sources::effective`]).
     pub sources: Option<Vec<sources::SourceConfig>>,
     pub http: HttpConfig,
+    pub homeassistant: HomeAssistantConfig,
+}
+
+/// Home Assistant integration over MQTT.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HomeAssistantConfig {
+    /// Announce a device with a switch per camera and mail counters (MQTT discovery).
+    pub discovery: bool,
+    /// Home Assistant's discovery prefix.
+    pub prefix: String,
+}
+
+impl Default for HomeAssistantConfig {
+    fn default() -> Self {
+        HomeAssistantConfig {
+            discovery: false,
+            prefix: "homeassistant".into(),
+        }
+    }
 }
 
 /// The health/metrics listener.
@@ -405,6 +425,7 @@ impl Default for Config {
             log: LogConfig::default(),
             shutdown_timeout: HumanDuration::secs(10),
             http: HttpConfig::default(),
+            homeassistant: HomeAssistantConfig::default(),
             sources: None,
         }
     }
