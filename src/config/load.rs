@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use config::{Environment, File, FileFormat};
 
-use super::{Config, Security};
+use super::{AuthMethod, Config, Security};
 use crate::secret::Secret;
 
 /// Why the configuration cannot be used.
@@ -126,6 +126,17 @@ fn resolve_secrets(cfg: &mut Config) -> Result<(), ConfigError> {
     }
     if let Some(smtp) = cfg.smtp.as_mut() {
         one("smtp.password", &mut smtp.password, &smtp.password_file)?;
+        let oauth = &mut smtp.oauth2;
+        one(
+            "smtp.oauth2.client_secret",
+            &mut oauth.client_secret,
+            &oauth.client_secret_file,
+        )?;
+        one(
+            "smtp.oauth2.refresh_token",
+            &mut oauth.refresh_token,
+            &oauth.refresh_token_file,
+        )?;
         if smtp.from.as_deref() == Some("") {
             smtp.from = None;
         }
@@ -165,7 +176,9 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
                 "smtp.username: not set; use your full Gmail address, e.g. you@gmail.com",
             ));
         }
-        if smtp.password.is_none() {
+        if smtp.auth == AuthMethod::Oauth2 {
+            smtp.oauth2.validate().map_err(invalid)?;
+        } else if smtp.password.is_none() {
             return Err(invalid(
                 "smtp.password: not set; put your Gmail app password in smtp.password, \
                  smtp.password_file or SNAPMAIL__SMTP__PASSWORD",

@@ -6,6 +6,8 @@
 //! fully validated [`Config`] or a [`ConfigError`] that names the key path and the fix.
 
 mod load;
+pub mod oauth;
+pub mod provenance;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -13,15 +15,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use load::{load, load_from, ConfigError};
+pub use oauth::{AuthMethod, OAuth2Config};
 pub use types::{HumanDuration, Port, StringList};
 
 use crate::secret::Secret;
 
 /// The whole configuration, after defaults, environment overrides and secret files.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub mqtt: MqttConfig,
@@ -37,7 +40,7 @@ pub struct Config {
     pub shutdown_timeout: HumanDuration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
     /// `mqtt://host:1883` or `mqtts://host:8883`. Unset: run the embedded broker.
@@ -93,6 +96,12 @@ impl<'de> Deserialize<'de> for Security {
     }
 }
 
+impl Serialize for Security {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 impl Security {
     pub fn name(self) -> &'static str {
         match self {
@@ -102,7 +111,7 @@ impl Security {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
     pub host: String,
@@ -121,6 +130,10 @@ pub struct SmtpConfig {
     pub timeout: HumanDuration,
     /// At most this many sends at once.
     pub max_connections: u32,
+    /// `password` (app password, the default) or `oauth2` (XOAUTH2 with `oauth2.*`).
+    pub auth: AuthMethod,
+    /// The OAuth client for `auth: oauth2`.
+    pub oauth2: OAuth2Config,
     /// Largest formatted message sent; a bigger one has its picture re-encoded smaller.
     /// Gmail refuses more than 35,882,577 bytes on the wire (25 MB of attachments).
     pub max_message_bytes: usize,
@@ -140,6 +153,8 @@ impl Default for SmtpConfig {
             ca_file: None,
             timeout: HumanDuration::secs(60),
             max_connections: 2,
+            auth: AuthMethod::Password,
+            oauth2: OAuth2Config::default(),
             max_message_bytes: 25_000_000,
         }
     }
@@ -180,7 +195,7 @@ impl SmtpConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FrigateConfig {
     /// Base URL of Frigate's HTTP API.
@@ -202,7 +217,7 @@ impl Default for FrigateConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SnapshotConfig {
     pub max_width: u32,
@@ -235,7 +250,7 @@ impl Default for SnapshotConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Per camera: at most one mail per cooldown.
@@ -250,13 +265,13 @@ impl Default for RateLimitConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CameraConfig {
     pub cooldown: Option<HumanDuration>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxConfig {
     /// The durable spool: every mail is written here before it is sent.
@@ -295,7 +310,8 @@ impl Default for OutboxConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Pretty,
@@ -312,7 +328,7 @@ impl<'de> Deserialize<'de> for LogFormat {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A `tracing` filter such as `info` or `snapmail=debug`; `RUST_LOG` wins when set.
