@@ -413,18 +413,23 @@ async fn credential_step(smtp: &SmtpConfig, mailer: &Mailer, report: &mut Report
                     ),
                 );
             } else {
-                let mut what = vec![format!("{} characters", p.chars().count())];
+                let mut kinds = Vec::new();
                 if p.chars().any(|c| c.is_ascii_digit()) {
-                    what.push("digits".into());
+                    kinds.push("digits");
                 }
                 if p.chars().any(|c| !c.is_alphanumeric()) {
-                    what.push("symbols".into());
+                    kinds.push("symbols");
                 }
+                let with = if kinds.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", kinds.join(" and "))
+                };
                 report.warn(
                     "app password",
                     format!(
-                        "smtp.password has {}{spaced}, but a Gmail app password is 16 letters; this looks like an account password, which Gmail refuses with 534 5.7.9",
-                        what.join(", ")
+                        "smtp.password is {} characters{with}{spaced}, but a Gmail app password is 16 letters; this looks like an account password, which Gmail refuses with 534 5.7.9",
+                        p.chars().count()
                     ),
                     "for Gmail, create an app password at https://myaccount.google.com/apppasswords (needs 2-Step Verification) and put it in smtp.password",
                 );
@@ -1017,6 +1022,11 @@ fn failure_fact(f: &Failure) -> String {
                 .split(" For more information")
                 .next()
                 .unwrap_or(&f.detail);
+            // Gmail ends every reply with "<session id> - gsmtp"; it means nothing to a user.
+            let text = match text.strip_suffix(" - gsmtp") {
+                Some(t) => t.rsplit_once(' ').map_or(t, |(head, _id)| head),
+                None => text,
+            };
             let text = text.trim_end_matches('.');
             let text: String = text.chars().take(160).collect();
             if text.starts_with(&code.to_string()) {
