@@ -1322,7 +1322,8 @@ pub(super) async fn probe_camera(client: &reqwest::Client, config: &Config, came
     );
     let t0 = Instant::now();
     let mut probe = Probe {
-        url: url.clone(),
+        // Shown to the user: without any login the URL may carry.
+        url: snapmail::snapshot::fetch::redact_url(&url),
         status: None,
         bytes: 0,
         fetch_ms: 0,

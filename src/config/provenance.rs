@@ -130,6 +130,10 @@ pub fn describe(
                 .as_ref()
                 .map(|s| s.recipients().join(", "))
                 .unwrap_or_else(|| value.clone()),
+            // A URL may carry a login (`http://user:pass@frigate:5000`).
+            _ if value.contains("://") && value.contains('@') => {
+                crate::snapshot::fetch::redact_url(value)
+            }
             _ => value.clone(),
         };
         out.push(Entry {
@@ -216,6 +220,25 @@ mod tests {
         );
         assert_eq!(get("rate_limit.cooldown").value, "1m");
         assert_eq!(get("rate_limit.cooldown").origin, Origin::Default);
+        let f2 = super::super::load_from(
+            None,
+            Some(
+                [(
+                    "SNAPMAIL__FRIGATE__URL".to_string(),
+                    "http://admin:pw123@frigate:5000".to_string(),
+                )]
+                .into(),
+            ),
+        )
+        .unwrap();
+        let e2 = describe(
+            &f2,
+            None,
+            Some(&[("SNAPMAIL__FRIGATE__URL".to_string(), String::new())].into()),
+        )
+        .unwrap();
+        let url = e2.iter().find(|e| e.key == "frigate.url").unwrap();
+        assert_eq!(url.value, "http://frigate:5000/");
         let all = format!("{entries:?}");
         assert!(
             !all.contains("abcd") && !all.contains("mqtt-pass-xyz"),
