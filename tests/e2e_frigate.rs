@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use mail_parser::MimeHeaders;
 use support::daemon::Daemon;
 use support::http::{self, HttpServer};
 use support::images;
@@ -84,34 +85,68 @@ fn inline_jpeg(mail: &ReceivedMail) -> (Vec<u8>, String) {
     for part in msg.parts.iter() {
         let ct = part.content_type();
         if ct.is_some_and(|c| c.ctype() == "image" && c.subtype() == Some("jpeg")) {
-            let cid = part.content_id().expect("the picture has a Content-ID").to_owned();
+            let cid = part
+                .content_id()
+                .expect("the picture has a Content-ID")
+                .to_owned();
             return (part.contents().to_vec(), cid);
         }
     }
-    panic!("no image/jpeg part in:\n{}", String::from_utf8_lossy(&mail.data));
+    panic!(
+        "no image/jpeg part in:\n{}",
+        String::from_utf8_lossy(&mail.data)
+    );
 }
 
 async fn one_mail_per_event(port_of: fn(&SmtpServer) -> u16, security: &str) {
     let r = rig().await;
     // The app password as Google shows it, with spaces: snapmail strips them.
-    let d = Daemon::start(Some(&config(&r, port_of(&r.smtp), security, "abcd efgh ijkl mnop")), &[]);
+    let d = Daemon::start(
+        Some(&config(
+            &r,
+            port_of(&r.smtp),
+            security,
+            "abcd efgh ijkl mnop",
+        )),
+        &[],
+    );
     d.wait_for_log("mqtt: subscribed", T).await;
 
-    r.broker.publish("frigate/events", NEW.as_bytes(), false).await;
+    r.broker
+        .publish("frigate/events", NEW.as_bytes(), false)
+        .await;
     let mails = r.smtp.wait_for_messages(1, T).await;
     let mail = &mails[0];
-    assert_eq!(mail.header("Subject").as_deref(), Some("driveway: person (73%)"));
-    assert_eq!(mail.header("From").as_deref(), Some("\"Cameras\" <cam@example.com>"));
+    assert_eq!(
+        mail.header("Subject").as_deref(),
+        Some("driveway: person (73%)")
+    );
+    assert_eq!(
+        mail.header("From").as_deref(),
+        Some("Cameras <cam@example.com>")
+    );
     assert_eq!(mail.header("To").as_deref(), Some("me@example.com"));
     assert_eq!(mail.rcpt_to, vec!["me@example.com".to_string()]);
     assert!(mail.message_id().is_some_and(|m| m.ends_with("@snapmail>")));
     let (jpeg, cid) = inline_jpeg(mail);
     let (w, h) = images::decode_dims(&jpeg);
     assert_eq!((w, h), (1280, 720), "fits 1280x1280 keeping 16:9");
-    let text = String::from_utf8_lossy(&mail.data);
-    assert!(text.contains(&format!("cid:{cid}")), "the HTML references the inline image");
-    assert!(text.contains("driveway_entrance"));
-    assert!(text.contains("explore?event_id=1731254400.123456-k3v9qz"));
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&mail.data)
+        .unwrap();
+    let html = parsed.body_html(0).expect("an HTML part");
+    let text = parsed.body_text(0).expect("a plain-text part");
+    assert!(
+        html.contains(&format!("cid:{cid}")),
+        "the HTML references the inline image: {html}"
+    );
+    for body in [&html, &text] {
+        assert!(body.contains("driveway_entrance"), "{body}");
+        assert!(
+            body.contains("explore?event_id=1731254400.123456-k3v9qz"),
+            "{body}"
+        );
+    }
     assert_eq!(
         r.frigate.requests()[0].path_only(),
         "/api/events/1731254400.123456-k3v9qz/snapshot.jpg"
@@ -120,14 +155,32 @@ async fn one_mail_per_event(port_of: fn(&SmtpServer) -> u16, security: &str) {
     // Later messages for the same event id add nothing; a new event on the same camera inside
     // its cooldown is suppressed; another camera mails. The garden mail arriving proves the
     // earlier messages were already decided (the policy stage handles messages in order).
-    r.broker.publish("frigate/events", UPDATE.as_bytes(), false).await;
-    r.broker.publish("frigate/events", second_driveway_event().as_bytes(), false).await;
-    r.broker.publish("frigate/events", END_OTHER_CAMERA.as_bytes(), false).await;
+    r.broker
+        .publish("frigate/events", UPDATE.as_bytes(), false)
+        .await;
+    r.broker
+        .publish("frigate/events", second_driveway_event().as_bytes(), false)
+        .await;
+    r.broker
+        .publish("frigate/events", END_OTHER_CAMERA.as_bytes(), false)
+        .await;
     let mails = r.smtp.wait_for_messages(2, T).await;
-    assert_eq!(mails[1].header("Subject").as_deref(), Some("garden: person (85%)"));
-    d.wait_for_log("suppressed by cooldown; next mail for driveway may go in", T).await;
+    assert_eq!(
+        mails[1].header("Subject").as_deref(),
+        Some("garden: person (85%)")
+    );
+    d.wait_for_log(
+        "suppressed by cooldown; next mail for driveway may go in",
+        T,
+    )
+    .await;
     assert_eq!(r.smtp.messages().len(), 2, "exactly two mails");
-    assert_eq!(d.count_log("event person (73%): mailing"), 1, "{}", d.logs());
+    assert_eq!(
+        d.count_log("event person (73%): mailing"),
+        1,
+        "{}",
+        d.logs()
+    );
     // Both mails went through one authenticated session (the pool reuses it).
     assert_eq!(r.smtp.auth_attempts(), 1, "{}", r.smtp.transcript());
 }
@@ -144,29 +197,51 @@ async fn frigate_event_mails_once_over_implicit_tls_465_style() {
 
 async fn login_refused(password: &str, code: &str, hint: &str) {
     let r = rig().await;
-    let mut d = Daemon::start(Some(&config(&r, r.smtp.starttls_port, "starttls", password)), &[]);
+    let mut d = Daemon::start(
+        Some(&config(&r, r.smtp.starttls_port, "starttls", password)),
+        &[],
+    );
     d.wait_for_log("mqtt: subscribed", T).await;
-    r.broker.publish("frigate/events", NEW.as_bytes(), false).await;
+    r.broker
+        .publish("frigate/events", NEW.as_bytes(), false)
+        .await;
     d.wait_for_log("LOGIN REFUSED", T).await;
     let logs = d.logs();
     assert!(logs.contains(code), "{logs}");
     assert!(logs.contains(hint), "{logs}");
-    assert!(!logs.contains(password), "the password never appears in logs");
+    assert!(
+        !logs.contains(password),
+        "the password never appears in logs"
+    );
     assert!(d.try_exit().is_none(), "the daemon keeps running: {logs}");
     assert!(r.smtp.messages().is_empty());
     // The mail is kept for when the password is fixed.
-    let spooled = std::fs::read_dir(d.dir().join("spool")).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "mail")).count();
+    let spooled = std::fs::read_dir(d.dir().join("spool"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "mail"))
+        .count();
     assert_eq!(spooled, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_password_gets_the_534_app_password_hint() {
-    login_refused("correct-horse-account", "534 5.7.9", "create an app password").await;
+    login_refused(
+        "correct-horse-account",
+        "534 5.7.9",
+        "create an app password",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_app_password_gets_the_535_hint() {
-    login_refused("wrongwrongwrongw", "535 5.7.8", "wrong, mistyped or revoked").await;
+    login_refused(
+        "wrongwrongwrongw",
+        "535 5.7.8",
+        "wrong, mistyped or revoked",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,11 +256,19 @@ async fn embedded_defaults_write_eml_previews() {
     let outbox = d.dir().join("outbox");
     support::wait::wait_until("an .eml file in ./outbox", T, || {
         std::fs::read_dir(&outbox)
-            .map(|rd| rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == "eml")))
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            })
             .unwrap_or(false)
     })
     .await;
-    let eml = std::fs::read_dir(&outbox).unwrap().flatten().next().unwrap().path();
+    let eml = std::fs::read_dir(&outbox)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
     let text = std::fs::read_to_string(eml).unwrap();
     assert!(text.contains("Subject: driveway: person (73%)"), "{text}");
     // No Frigate runs here: the mail still goes out and says why there is no picture.

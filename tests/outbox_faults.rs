@@ -5,6 +5,8 @@
 mod support;
 
 use std::collections::HashSet;
+
+use mail_parser::MimeHeaders;
 use std::time::{Duration, Instant};
 
 use support::daemon::Daemon;
@@ -19,8 +21,14 @@ fn unique_ids(mails: &[support::smtp::ReceivedMail]) -> HashSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failures_are_retried_and_each_mail_arrives_once() {
     let r = rig::start(640, 360).await;
-    r.smtp.inject(Fault::Greeting("421 4.7.0 Try again later, closing connection.".into()), 2);
-    r.smtp.inject(Fault::DataEnd("451 4.3.0 Mail server temporarily rejected message.".into()), 1);
+    r.smtp.inject(
+        Fault::Greeting("421 4.7.0 Try again later, closing connection.".into()),
+        2,
+    );
+    r.smtp.inject(
+        Fault::DataEnd("451 4.3.0 Mail server temporarily rejected message.".into()),
+        1,
+    );
     r.smtp.inject(Fault::DropMidData, 1);
     let d = r.daemon(&[]).await;
     for (n, cam) in ["a", "b", "c"].iter().enumerate() {
@@ -30,8 +38,16 @@ async fn transient_failures_are_retried_and_each_mail_arrives_once() {
     assert_eq!(unique_ids(&mails).len(), 3, "three distinct messages");
     d.wait_for_log("421 4.7.0", T).await;
     d.wait_for_log("451 4.3.0", T).await;
-    wait_until("the spool to empty", T, || spooled(&d.dir().join("spool")) == 0).await;
-    assert_eq!(r.smtp.messages().len(), 3, "each exactly once:\n{}", d.logs());
+    wait_until("the spool to empty", T, || {
+        spooled(&d.dir().join("spool")) == 0
+    })
+    .await;
+    assert_eq!(
+        r.smtp.messages().len(),
+        3,
+        "each exactly once:\n{}",
+        d.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,10 +83,16 @@ async fn daily_quota_pauses_sending_and_resumes_after_the_pause() {
     // The queue grows while paused.
     r.frigate_event("b", 2).await;
     r.frigate_event("c", 3).await;
-    wait_until("three messages in the spool", T, || spooled(&d.dir().join("spool")) == 3).await;
+    wait_until("three messages in the spool", T, || {
+        spooled(&d.dir().join("spool")) == 3
+    })
+    .await;
     assert!(r.smtp.messages().is_empty());
     let mails = r.smtp.wait_for_messages(3, T).await;
-    assert!(paused_at.elapsed() >= Duration::from_secs(3), "sending resumed only after the pause");
+    assert!(
+        paused_at.elapsed() >= Duration::from_secs(3),
+        "sending resumed only after the pause"
+    );
     assert_eq!(unique_ids(&mails).len(), 3);
     d.wait_for_log("sending resumed", T).await;
 }
@@ -91,11 +113,23 @@ async fn bad_credentials_probe_once_per_pause_instead_of_hammering() {
     let times = r.smtp.auth_attempt_times();
     for pair in times.windows(2).take(2) {
         let gap = pair[1] - pair[0];
-        assert!(gap >= Duration::from_millis(1900), "AUTH attempts {gap:?} apart:\n{}", d.logs());
+        assert!(
+            gap >= Duration::from_millis(1900),
+            "AUTH attempts {gap:?} apart:\n{}",
+            d.logs()
+        );
     }
-    assert_eq!(d.count_log("LOGIN REFUSED"), 1, "the fix is logged loudly once");
+    assert_eq!(
+        d.count_log("LOGIN REFUSED"),
+        1,
+        "the fix is logged loudly once"
+    );
     assert!(r.smtp.messages().is_empty());
-    assert_eq!(spooled(&d.dir().join("spool")), 4, "queued mail waits, it is not dropped");
+    assert_eq!(
+        spooled(&d.dir().join("spool")),
+        4,
+        "queued mail waits, it is not dropped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +151,11 @@ async fn kill_9_with_50_queued_then_restart_delivers_all() {
     wait_until("the spool to empty", T, || spooled(&spool) == 0).await;
     let ids = unique_ids(&mails);
     assert_eq!(ids.len(), 50, "all 50 arrive");
-    assert!(mails.len() <= 51, "no duplicates beyond the one in flight: {}", mails.len());
+    assert!(
+        mails.len() <= 51,
+        "no duplicates beyond the one in flight: {}",
+        mails.len()
+    );
     drop(restarted);
 }
 
@@ -127,11 +165,18 @@ async fn sigterm_with_a_send_in_flight_exits_0_and_the_next_start_delivers() {
     r.smtp.set_silent(true);
     let mut d = r.daemon(&[("SNAPMAIL__SHUTDOWN_TIMEOUT", "2s")]).await;
     r.frigate_event("a", 1).await;
-    wait_until("a message in the spool", T, || spooled(&d.dir().join("spool")) == 1).await;
+    wait_until("a message in the spool", T, || {
+        spooled(&d.dir().join("spool")) == 1
+    })
+    .await;
     wait_until("the send to be in flight", T, || r.smtp.connections() >= 1).await;
     d.terminate();
     assert_eq!(d.wait_exit(T).await, Some(0), "{}", d.logs());
-    assert_eq!(spooled(&d.dir().join("spool")), 1, "the unsent mail stays in the spool");
+    assert_eq!(
+        spooled(&d.dir().join("spool")),
+        1,
+        "the unsent mail stays in the spool"
+    );
     r.smtp.set_silent(false);
     let dir = d.dir().to_owned();
     let _again = Daemon::start_in(&dir, Some(&r.config()), &[]);
@@ -151,9 +196,15 @@ async fn an_oversized_message_is_reencoded_to_fit() {
         .await;
     r.frigate_event("a", 1).await;
     let mails = r.smtp.wait_for_messages(1, T).await;
-    assert!(mails[0].data.len() <= 90_000, "{} bytes", mails[0].data.len());
+    assert!(
+        mails[0].data.len() <= 90_000,
+        "{} bytes",
+        mails[0].data.len()
+    );
     d.wait_for_log("re-encoding the picture", T).await;
-    let msg = mail_parser::MessageParser::default().parse(&mails[0].data).unwrap();
+    let msg = mail_parser::MessageParser::default()
+        .parse(&mails[0].data)
+        .unwrap();
     let jpeg = msg
         .parts
         .iter()

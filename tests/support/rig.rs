@@ -76,13 +76,19 @@ outbox:
         let payload = NEW
             .replace("1731254400.123456-k3v9qz", &id)
             .replace("\"driveway\"", &format!("{camera:?}"));
-        self.broker.publish("frigate/events", payload.as_bytes(), false).await;
+        self.broker
+            .publish("frigate/events", payload.as_bytes(), false)
+            .await;
     }
 }
 
 /// Number of messages waiting in a spool directory.
 pub fn spooled(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "mail")).count())
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "mail"))
+                .count()
+        })
         .unwrap_or(0)
 }

@@ -1,0 +1,1456 @@
+//! An SMTP server on 127.0.0.1 that answers the way smtp.gmail.com does: STARTTLS on one
+//! port (like 587), implicit TLS on another (like 465), AUTH PLAIN/LOGIN/XOAUTH2 with Gmail's
+//! replies for app passwords, account passwords and bad credentials, and fault injection for
+//! retry tests. Everything it receives is recorded for assertions.
+#![allow(dead_code)]
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio_rustls::TlsAcceptor;
+
+/// Gmail's advertised SIZE limit; larger messages get 552 5.3.4.
+pub const MAX_MESSAGE_SIZE: usize = 35_882_577;
+const HOST: &str = "smtp.test.invalid";
+const COMMAND_LINE_LIMIT: usize = 16 * 1024;
+const DATA_LINE_LIMIT: usize = 1024 * 1024;
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One message the server accepted (250 after DATA or BDAT LAST).
+#[derive(Clone)]
+pub struct ReceivedMail {
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    /// The message as transmitted, dot-stuffing undone, CRLF line ends kept.
+    pub data: Vec<u8>,
+    /// Which listener it came in on (`starttls_port` or `tls_port`).
+    pub port: u16,
+}
+
+impl std::fmt::Debug for ReceivedMail {
+    // The data can be megabytes of base64; failed assertions should stay readable.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceivedMail")
+            .field("mail_from", &self.mail_from)
+            .field("rcpt_to", &self.rcpt_to)
+            .field("port", &self.port)
+            .field("subject", &self.header("Subject"))
+            .field("data", &format_args!("<{} bytes>", self.data.len()))
+            .finish()
+    }
+}
+
+impl ReceivedMail {
+    /// The header section, unfolded: one `(name, value)` per header, in order.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        let text = String::from_utf8_lossy(&self.data);
+        let mut out: Vec<(String, String)> = Vec::new();
+        for line in text.split('\n') {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.is_empty() {
+                break;
+            }
+            if line.starts_with([' ', '\t']) {
+                if let Some((_, value)) = out.last_mut() {
+                    value.push(' ');
+                    value.push_str(line.trim());
+                }
+                continue;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                out.push((name.trim().to_string(), value.trim().to_string()));
+            }
+        }
+        out
+    }
+
+    /// First header called `name` (case-insensitive), unfolded and trimmed.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers()
+            .into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The Message-ID header as sent, angle brackets included.
+    pub fn message_id(&self) -> Option<String> {
+        self.header("Message-ID")
+    }
+
+    /// Everything after the blank line that ends the header section.
+    pub fn body(&self) -> &[u8] {
+        let d = &self.data;
+        if let Some(i) = d.windows(4).position(|w| w == b"\r\n\r\n") {
+            return &d[i + 4..];
+        }
+        if let Some(i) = d.windows(2).position(|w| w == b"\n\n") {
+            return &d[i + 2..];
+        }
+        &[]
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data).into_owned()
+    }
+}
+
+/// A misbehaviour for the next occurrences of one stage of the dialogue.
+///
+/// Reply texts start with a three-digit code; several lines are separated by `\n` and the
+/// continuation dashes are added here (a line may already carry `NNN-`/`NNN `). Unless the
+/// text already ends with `gsmtp`, ` <id> - gsmtp` is appended as Gmail does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Sent instead of the 220 greeting; the connection is then closed.
+    Greeting(String),
+    /// Sent in answer to AUTH, without looking at the credentials.
+    Auth(String),
+    /// Sent after the final dot (or BDAT LAST) instead of 250; the message is not stored.
+    DataEnd(String),
+    /// After 354, read the first line of the message, then close the socket.
+    DropMidData,
+}
+
+impl Fault {
+    fn stage(&self) -> u8 {
+        match self {
+            Fault::Greeting(_) => 0,
+            Fault::Auth(_) => 1,
+            Fault::DataEnd(_) => 2,
+            Fault::DropMidData => 3,
+        }
+    }
+}
+
+/// Everything the server recorded, plus its switches.
+#[derive(Default)]
+pub struct State {
+    pub messages: Vec<ReceivedMail>,
+    pub auth_times: Vec<Instant>,
+    pub connections: usize,
+    pub transcript: Vec<String>,
+    /// Pending faults with how many more times each applies.
+    pub faults: Vec<(Fault, usize)>,
+    pub down: bool,
+    pub silent: bool,
+}
+
+impl State {
+    fn take_fault(&mut self, stage: u8) -> Option<Fault> {
+        let i = self
+            .faults
+            .iter()
+            .position(|(f, n)| f.stage() == stage && *n > 0)?;
+        let fault = self.faults[i].0.clone();
+        self.faults[i].1 -= 1;
+        if self.faults[i].1 == 0 {
+            self.faults.remove(i);
+        }
+        Some(fault)
+    }
+}
+
+#[derive(Clone)]
+struct Accounts {
+    username: String,
+    app_password: String,
+    account_password: String,
+    oauth_token: String,
+}
+
+pub struct SmtpBuilder {
+    accounts: Accounts,
+}
+
+impl SmtpBuilder {
+    pub fn username(mut self, v: &str) -> Self {
+        self.accounts.username = v.to_string();
+        self
+    }
+    pub fn app_password(mut self, v: &str) -> Self {
+        self.accounts.app_password = v.to_string();
+        self
+    }
+    pub fn account_password(mut self, v: &str) -> Self {
+        self.accounts.account_password = v.to_string();
+        self
+    }
+    pub fn oauth_token(mut self, v: &str) -> Self {
+        self.accounts.oauth_token = v.to_string();
+        self
+    }
+
+    pub async fn start(self) -> SmtpServer {
+        super::install_crypto();
+        let certs = TestCa::generate();
+        let dir = tempfile::Builder::new()
+            .prefix("snapmail-smtp-")
+            .tempdir()
+            .expect("create temp dir for the SMTP server");
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, &certs.ca_pem).expect("write ca.pem");
+
+        let starttls = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind SMTP STARTTLS listener");
+        let tls = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind SMTP TLS listener");
+        let starttls_port = starttls.local_addr().unwrap().port();
+        let tls_port = tls.local_addr().unwrap().port();
+
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = Arc::new(Shared {
+            accounts: self.accounts,
+            acceptor: TlsAcceptor::from(certs.server_config()),
+            state: state.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            listeners: [
+                Slot::new(starttls_port, false, starttls),
+                Slot::new(tls_port, true, tls),
+            ],
+            conns: Mutex::new(Vec::new()),
+            ids: AtomicU64::new(0),
+        });
+        for slot in &shared.listeners {
+            spawn_accept_loop(&shared, slot);
+        }
+        SmtpServer {
+            starttls_port,
+            tls_port,
+            ca_file,
+            ca_pem: certs.ca_pem,
+            state,
+            shared,
+            _dir: dir,
+        }
+    }
+}
+
+pub struct SmtpServer {
+    /// Plain SMTP that must be upgraded with STARTTLS, like port 587.
+    pub starttls_port: u16,
+    /// TLS from the first byte, like port 465.
+    pub tls_port: u16,
+    /// PEM of the CA that signed the server certificate (for `localhost` and `127.0.0.1`).
+    pub ca_file: PathBuf,
+    pub ca_pem: String,
+    pub state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
+    _dir: tempfile::TempDir,
+}
+
+/// Same as `SmtpServer::builder().start().await`.
+pub async fn start() -> SmtpServer {
+    SmtpServer::builder().start().await
+}
+
+impl SmtpServer {
+    pub fn builder() -> SmtpBuilder {
+        SmtpBuilder {
+            accounts: Accounts {
+                username: "cam@example.com".into(),
+                app_password: "abcdefghijklmnop".into(),
+                account_password: "correct-horse-account".into(),
+                oauth_token: "ya29.valid-token".into(),
+            },
+        }
+    }
+
+    pub async fn start() -> SmtpServer {
+        Self::builder().start().await
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    pub fn messages(&self) -> Vec<ReceivedMail> {
+        self.lock().messages.clone()
+    }
+
+    /// Every AUTH command received, whatever its outcome.
+    pub fn auth_attempts(&self) -> usize {
+        self.lock().auth_times.len()
+    }
+
+    pub fn auth_attempt_times(&self) -> Vec<Instant> {
+        self.lock().auth_times.clone()
+    }
+
+    /// TCP connections accepted on either port.
+    pub fn connections(&self) -> usize {
+        self.lock().connections
+    }
+
+    /// `C:`/`S:` lines of every connection (interleaved when connections overlap), with
+    /// `-- ...` lines marking connection events. AUTH payloads appear as `[auth]` and message
+    /// content as `[data: N bytes]`.
+    pub fn transcript(&self) -> String {
+        self.lock().transcript.join("\n")
+    }
+
+    /// Waits until at least `n` messages were accepted and returns all of them.
+    pub async fn wait_for_messages(&self, n: usize, timeout: Duration) -> Vec<ReceivedMail> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.messages();
+            if got.len() >= n {
+                return got;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {n} message(s) on the SMTP server; \
+                     got {} (connections: {}, AUTH commands: {})\n--- transcript ---\n{}",
+                    got.len(),
+                    self.connections(),
+                    self.auth_attempts(),
+                    self.transcript()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The next `times` occurrences of the fault's stage misbehave as described.
+    pub fn inject(&self, fault: Fault, times: usize) {
+        if let Fault::Greeting(t) | Fault::Auth(t) | Fault::DataEnd(t) = &fault {
+            assert!(
+                t.len() >= 3 && t.as_bytes()[..3].iter().all(u8::is_ascii_digit),
+                "fault reply must start with a three-digit code: {t:?}"
+            );
+        }
+        if times > 0 {
+            self.lock().faults.push((fault, times));
+        }
+    }
+
+    /// Injected faults not yet used up, counting each remaining occurrence.
+    pub fn faults_pending(&self) -> usize {
+        self.lock().faults.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Down: both listening sockets are closed (connects are refused) and open connections
+    /// are cut. Up again: the same ports are bound anew.
+    pub fn set_down(&self, down: bool) {
+        {
+            let mut st = self.lock();
+            if st.down == down {
+                return;
+            }
+            st.down = down;
+        }
+        if down {
+            self.shared.close_listeners();
+            self.shared.cut_connections();
+        } else {
+            for slot in &self.shared.listeners {
+                slot.rebind(&self.shared.runtime);
+                spawn_accept_loop(&self.shared, slot);
+            }
+        }
+    }
+
+    /// Silent: new connections are accepted but never get a byte (not even the TLS
+    /// handshake on the TLS port). Connections already open carry on.
+    pub fn set_silent(&self, silent: bool) {
+        self.lock().silent = silent;
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.shared.close_listeners();
+        self.shared.cut_connections();
+    }
+}
+
+/// A listening port that accepts connections and never says anything. Abort the handle
+/// to stop it.
+pub async fn silent_port() -> (u16, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind silent listener");
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.spawn(drain(stream));
+        }
+    });
+    (port, task)
+}
+
+/// A port on 127.0.0.1 with nothing listening (connects are refused).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+/// Reads and discards until the peer closes.
+async fn drain(mut stream: TcpStream) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panicking connection task must not hide the recording from the test.
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------
+// Certificates
+
+struct TestCa {
+    ca_pem: String,
+    ca_der: rustls::pki_types::CertificateDer<'static>,
+    leaf_der: rustls::pki_types::CertificateDer<'static>,
+    leaf_key_der: Vec<u8>,
+}
+
+impl TestCa {
+    fn generate() -> TestCa {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "snapmail test CA");
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = KeyPair::generate().expect("CA key");
+        let ca_cert = ca.self_signed(&ca_key).expect("self-sign CA");
+        let issuer = Issuer::new(ca, ca_key);
+
+        let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".into()])
+            .expect("leaf params");
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
+        leaf.is_ca = IsCa::NoCa;
+        leaf.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf_key = KeyPair::generate().expect("leaf key");
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("sign leaf");
+
+        TestCa {
+            ca_pem: ca_cert.pem(),
+            ca_der: ca_cert.der().clone(),
+            leaf_der: leaf_cert.der().clone(),
+            leaf_key_der: leaf_key.serialize_der(),
+        }
+    }
+
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(self.leaf_key_der.clone().into());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![self.leaf_der.clone(), self.ca_der.clone()], key)
+            .expect("server certificate");
+        Arc::new(config)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Listeners
+
+struct Shared {
+    accounts: Accounts,
+    acceptor: TlsAcceptor,
+    state: Arc<Mutex<State>>,
+    runtime: tokio::runtime::Handle,
+    listeners: [Slot; 2],
+    conns: Mutex<Vec<AbortHandle>>,
+    ids: AtomicU64,
+}
+
+/// A listening socket that `set_down` can close synchronously: the accept loop only borrows
+/// it while polling, so taking it out of the mutex and dropping it unbinds the port at once.
+struct Slot {
+    port: u16,
+    implicit_tls: bool,
+    listener: Mutex<Option<TcpListener>>,
+    accept_task: Mutex<Option<AbortHandle>>,
+}
+
+impl Slot {
+    fn new(port: u16, implicit_tls: bool, listener: TcpListener) -> Slot {
+        Slot {
+            port,
+            implicit_tls,
+            listener: Mutex::new(Some(listener)),
+            accept_task: Mutex::new(None),
+        }
+    }
+
+    fn close(&self) {
+        drop(self.listener.lock().unwrap().take());
+        if let Some(task) = self.accept_task.lock().unwrap().take() {
+            task.abort();
+        }
+    }
+
+    fn rebind(&self, runtime: &tokio::runtime::Handle) {
+        let std_listener = std::net::TcpListener::bind(("127.0.0.1", self.port))
+            .unwrap_or_else(|e| panic!("rebinding SMTP port {} failed: {e}", self.port));
+        std_listener.set_nonblocking(true).unwrap();
+        let _guard = runtime.enter();
+        let listener = TcpListener::from_std(std_listener).expect("register listener");
+        *self.listener.lock().unwrap() = Some(listener);
+    }
+}
+
+impl Shared {
+    fn close_listeners(&self) {
+        for slot in &self.listeners {
+            slot.close();
+        }
+    }
+
+    fn cut_connections(&self) {
+        for conn in self.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+
+    fn next_id(&self) -> String {
+        let n = self.ids.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "5a1b9c0de{n:04x}-{:x}sm{}.{}",
+            n * 7919 + 13,
+            1000 + n,
+            n % 97
+        )
+    }
+
+    fn record(&self, line: String) {
+        lock(&self.state).transcript.push(line);
+    }
+}
+
+fn spawn_accept_loop(shared: &Arc<Shared>, slot: &Slot) {
+    let index = if slot.implicit_tls { 1 } else { 0 };
+    let task_shared = shared.clone();
+    let task = shared.runtime.spawn(async move {
+        let shared = task_shared;
+        let slot = &shared.listeners[index];
+        loop {
+            let accepted = poll_fn(|cx| match slot.listener.lock().unwrap().as_ref() {
+                Some(l) => l.poll_accept(cx).map(Some),
+                None => Poll::Ready(None),
+            })
+            .await;
+            let (stream, peer) = match accepted {
+                None => return,
+                Some(Ok(conn)) => conn,
+                // e.g. EMFILE; nothing sensible to do but keep accepting
+                Some(Err(_)) => continue,
+            };
+            let conn_no = {
+                let mut st = lock(&shared.state);
+                st.connections += 1;
+                st.connections
+            };
+            let conn = shared.runtime.spawn(serve(
+                shared.clone(),
+                stream,
+                peer,
+                slot.port,
+                slot.implicit_tls,
+                conn_no,
+            ));
+            let mut conns = shared.conns.lock().unwrap();
+            conns.retain(|c| !c.is_finished());
+            conns.push(conn.abort_handle());
+        }
+    });
+    *slot.accept_task.lock().unwrap() = Some(task.abort_handle());
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    port: u16,
+    implicit_tls: bool,
+    conn_no: usize,
+) {
+    let kind = if implicit_tls {
+        "implicit TLS"
+    } else {
+        "plain"
+    };
+    if lock(&shared.state).silent {
+        shared.record(format!(
+            "-- connection {conn_no} on port {port} ({kind}): silent"
+        ));
+        drain(stream).await;
+        return;
+    }
+    shared.record(format!("-- connection {conn_no} on port {port} ({kind})"));
+    let mut session = Session {
+        shared: shared.clone(),
+        peer,
+        port,
+        conn_no,
+        tls: implicit_tls,
+        greeted: false,
+        authed: false,
+        mail_from: None,
+        rcpt_to: Vec::new(),
+        chunks: None,
+    };
+    let outcome = if implicit_tls {
+        match handshake(&shared, stream, conn_no).await {
+            Some(tls) => session.run(BufReader::new(tls), true).await.map(|_| ()),
+            None => return,
+        }
+    } else {
+        match session.run(BufReader::new(stream), true).await {
+            Ok(End::StartTls(reader)) => {
+                if !reader.buffer().is_empty() {
+                    shared.record(format!(
+                        "-- connection {conn_no}: data pipelined after STARTTLS, closing"
+                    ));
+                    return;
+                }
+                match handshake(&shared, reader.into_inner(), conn_no).await {
+                    Some(tls) => {
+                        session.tls = true;
+                        session.greeted = false;
+                        session.authed = false;
+                        session.reset_transaction();
+                        session.run(BufReader::new(tls), false).await.map(|_| ())
+                    }
+                    None => return,
+                }
+            }
+            Ok(End::Closed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    };
+    match outcome {
+        Ok(()) => shared.record(format!("-- connection {conn_no} closed")),
+        Err(e) => shared.record(format!("-- connection {conn_no} ended: {e}")),
+    }
+}
+
+async fn handshake(
+    shared: &Shared,
+    stream: TcpStream,
+    conn_no: usize,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, shared.acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            shared.record(format!(
+                "-- connection {conn_no}: TLS handshake failed: {e}"
+            ));
+            None
+        }
+        Err(_) => {
+            shared.record(format!("-- connection {conn_no}: TLS handshake timed out"));
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The SMTP dialogue
+
+enum End<R> {
+    Closed,
+    StartTls(R),
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    port: u16,
+    conn_no: usize,
+    tls: bool,
+    greeted: bool,
+    authed: bool,
+    mail_from: Option<String>,
+    rcpt_to: Vec<String>,
+    /// Message collected from BDAT chunks so far.
+    chunks: Option<Vec<u8>>,
+}
+
+/// Reads one line including its `\n`. `Ok(false)` at end of stream with nothing read.
+async fn read_line<R: AsyncBufReadExt + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<bool> {
+    buf.clear();
+    loop {
+        let available = r.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(!buf.is_empty());
+        }
+        if let Some(i) = available.iter().position(|&b| b == b'\n') {
+            buf.extend_from_slice(&available[..=i]);
+            r.consume(i + 1);
+            return Ok(true);
+        }
+        let n = available.len();
+        buf.extend_from_slice(available);
+        r.consume(n);
+        if buf.len() > limit {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
+        }
+    }
+}
+
+fn trim_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Lays out a reply given as text (see [`Fault`]) with Gmail's continuation dashes and tail.
+fn custom_reply(text: &str, id: &str) -> Vec<String> {
+    let code = &text[..3];
+    let lines: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .collect();
+    let last = lines.len() - 1;
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let content = line
+                .strip_prefix(code)
+                .and_then(|rest| rest.strip_prefix(['-', ' ']))
+                .unwrap_or(line);
+            if i < last {
+                format!("{code}-{content}")
+            } else if content.trim_end().ends_with("gsmtp") {
+                format!("{code} {content}")
+            } else {
+                format!("{code} {content} {id} - gsmtp")
+            }
+        })
+        .collect()
+}
+
+/// Parses `FROM:<addr> params` / `TO:<addr> params`; returns the address and the parameters.
+fn parse_path<'a>(arg: &'a str, keyword: &str) -> Option<(String, Vec<&'a str>)> {
+    let arg = arg.trim_start();
+    if arg.len() < keyword.len() || !arg[..keyword.len()].eq_ignore_ascii_case(keyword) {
+        return None;
+    }
+    let rest = arg[keyword.len()..].trim_start();
+    let rest = rest.strip_prefix('<')?;
+    let close = rest.find('>')?;
+    let addr = rest[..close].to_string();
+    let params = rest[close + 1..].split_whitespace().collect();
+    Some((addr, params))
+}
+
+impl Session {
+    fn id(&self) -> String {
+        self.shared.next_id()
+    }
+
+    fn reset_transaction(&mut self) {
+        self.mail_from = None;
+        self.rcpt_to.clear();
+        self.chunks = None;
+    }
+
+    fn take_fault(&self, stage: u8) -> Option<Fault> {
+        lock(&self.shared.state).take_fault(stage)
+    }
+
+    async fn send<S: AsyncWrite + Unpin>(&self, io: &mut S, lines: &[String]) -> io::Result<()> {
+        let mut out = String::new();
+        {
+            let mut st = lock(&self.shared.state);
+            for line in lines {
+                st.transcript.push(format!("S: {line}"));
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+        }
+        io.write_all(out.as_bytes()).await?;
+        io.flush().await
+    }
+
+    async fn send1<S: AsyncWrite + Unpin>(&self, io: &mut S, line: String) -> io::Result<()> {
+        self.send(io, &[line]).await
+    }
+
+    fn starttls_required(&self) -> Vec<String> {
+        vec![
+            "530-5.7.0 Must issue a STARTTLS command first. For more information, go to".into(),
+            "530-5.7.0  https://support.google.com/a/answer/3221692 and review RFC 3207".into(),
+            format!("530 5.7.0 specifications. {} - gsmtp", self.id()),
+        ]
+    }
+
+    fn auth_required(&self) -> Vec<String> {
+        vec![
+            "530-5.7.0 Authentication Required. For more information, go to".into(),
+            format!(
+                "530 5.7.0  https://support.google.com/mail/?p=WantAuthError {} - gsmtp",
+                self.id()
+            ),
+        ]
+    }
+
+    fn bad_credentials(&self) -> Vec<String> {
+        vec![
+            "535-5.7.8 Username and Password not accepted. For more information, go to".into(),
+            format!(
+                "535 5.7.8  https://support.google.com/mail/?p=BadCredentials {} - gsmtp",
+                self.id()
+            ),
+        ]
+    }
+
+    fn ehlo_lines(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!("250-{HOST} at your service, [{}]", self.peer.ip()),
+            format!("250-SIZE {MAX_MESSAGE_SIZE}"),
+            "250-8BITMIME".into(),
+        ];
+        if self.tls {
+            lines.push("250-AUTH LOGIN PLAIN XOAUTH2 PLAIN-CLIENTTOKEN OAUTHBEARER XOAUTH".into());
+        } else {
+            lines.push("250-STARTTLS".into());
+        }
+        lines.extend(
+            [
+                "250-ENHANCEDSTATUSCODES",
+                "250-PIPELINING",
+                "250-CHUNKING",
+                "250 SMTPUTF8",
+            ]
+            .map(String::from),
+        );
+        lines
+    }
+
+    /// Runs the dialogue until the client quits or goes away, or (plain port only) until
+    /// STARTTLS, when the stream is handed back for the handshake.
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        mut io: BufReader<S>,
+        greet: bool,
+    ) -> io::Result<End<BufReader<S>>> {
+        if greet {
+            if let Some(Fault::Greeting(text)) = self.take_fault(0) {
+                let reply = custom_reply(&text, &self.id());
+                self.send(&mut io, &reply).await?;
+                let _ = io.shutdown().await;
+                return Ok(End::Closed);
+            }
+            self.send1(&mut io, format!("220 {HOST} ESMTP snapmail-test - gsmtp"))
+                .await?;
+        }
+        let mut raw = Vec::new();
+        loop {
+            if !self.tls {
+                let peek = io.fill_buf().await?;
+                if peek.first() == Some(&0x16) {
+                    self.shared.record(format!(
+                        "-- connection {}: TLS handshake on the plain port, closing",
+                        self.conn_no
+                    ));
+                    return Ok(End::Closed);
+                }
+            }
+            match read_line(&mut io, &mut raw, COMMAND_LINE_LIMIT).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(End::Closed),
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    self.shared.record("C: [overlong line]".into());
+                    let id = self.id();
+                    self.send1(&mut io, format!("500 5.5.2 Line too long. {id} - gsmtp"))
+                        .await?;
+                    return Ok(End::Closed);
+                }
+                Err(e) => return Err(e),
+            }
+            let line = String::from_utf8_lossy(trim_eol(&raw)).into_owned();
+            let (verb, arg) = match line.split_once(' ') {
+                Some((v, a)) => (v.to_ascii_uppercase(), a.trim().to_string()),
+                None => (line.trim().to_ascii_uppercase(), String::new()),
+            };
+            if verb == "AUTH" {
+                let mut words = arg.split_whitespace();
+                let mech = words.next().unwrap_or("");
+                let redacted = if words.next().is_some() {
+                    format!("C: AUTH {mech} [auth]")
+                } else {
+                    format!("C: AUTH {mech}").trim_end().to_string()
+                };
+                self.shared.record(redacted);
+            } else {
+                self.shared.record(format!("C: {line}"));
+            }
+
+            match verb.as_str() {
+                "EHLO" | "HELO" => {
+                    if arg.is_empty() {
+                        let id = self.id();
+                        self.send1(
+                            &mut io,
+                            format!("501 5.5.4 Empty HELO/EHLO argument not allowed. {id} - gsmtp"),
+                        )
+                        .await?;
+                        continue;
+                    }
+                    self.greeted = true;
+                    self.reset_transaction();
+                    if verb == "EHLO" {
+                        let lines = self.ehlo_lines();
+                        self.send(&mut io, &lines).await?;
+                    } else {
+                        self.send1(&mut io, format!("250 {HOST} at your service"))
+                            .await?;
+                    }
+                }
+                "STARTTLS" => {
+                    let id = self.id();
+                    if self.tls {
+                        self.send1(
+                            &mut io,
+                            format!("503 5.5.1 TLS already active. {id} - gsmtp"),
+                        )
+                        .await?;
+                    } else if !arg.is_empty() {
+                        self.send1(&mut io, format!("501 5.5.4 Syntax error. {id} - gsmtp"))
+                            .await?;
+                    } else {
+                        self.send1(&mut io, "220 2.0.0 Ready to start TLS".into())
+                            .await?;
+                        return Ok(End::StartTls(io));
+                    }
+                }
+                "AUTH" => {
+                    if !self.auth(&mut io, &arg).await? {
+                        return Ok(End::Closed);
+                    }
+                }
+                "MAIL" => {
+                    let id = self.id();
+                    if !self.greeted {
+                        self.send1(&mut io, format!("503 5.5.1 EHLO/HELO first. {id} - gsmtp"))
+                            .await?;
+                    } else if !self.tls {
+                        let r = self.starttls_required();
+                        self.send(&mut io, &r).await?;
+                    } else if !self.authed {
+                        let r = self.auth_required();
+                        self.send(&mut io, &r).await?;
+                    } else if self.mail_from.is_some() {
+                        self.send1(
+                            &mut io,
+                            format!("503 5.5.1 Nested MAIL command. {id} - gsmtp"),
+                        )
+                        .await?;
+                    } else {
+                        match parse_path(&arg, "FROM:") {
+                            None => {
+                                self.send1(&mut io, format!("555 5.5.2 Syntax error. {id} - gsmtp"))
+                                    .await?
+                            }
+                            Some((addr, params)) => {
+                                let mut reply = format!("250 2.1.0 OK {id} - gsmtp");
+                                for p in params {
+                                    let (key, value) = p.split_once('=').unwrap_or((p, ""));
+                                    match key.to_ascii_uppercase().as_str() {
+                                        "SIZE" => {
+                                            if value.parse::<usize>().unwrap_or(0)
+                                                > MAX_MESSAGE_SIZE
+                                            {
+                                                reply = format!(
+                                                    "552 5.3.4 Message size exceeds fixed \
+                                                     maximum message size. {id} - gsmtp"
+                                                );
+                                            }
+                                        }
+                                        "BODY" | "SMTPUTF8" | "AUTH" | "RET" | "ENVID" => {}
+                                        _ => {
+                                            reply = format!(
+                                                "555 5.5.4 Unsupported option: {key} {id} - gsmtp"
+                                            );
+                                        }
+                                    }
+                                }
+                                if reply.starts_with("250") {
+                                    self.mail_from = Some(addr);
+                                }
+                                self.send1(&mut io, reply).await?;
+                            }
+                        }
+                    }
+                }
+                "RCPT" => {
+                    let id = self.id();
+                    if self.mail_from.is_none() {
+                        self.send1(&mut io, format!("503 5.5.1 MAIL first. {id} - gsmtp"))
+                            .await?;
+                    } else {
+                        match parse_path(&arg, "TO:") {
+                            Some((addr, _)) if !addr.is_empty() => {
+                                self.rcpt_to.push(addr);
+                                self.send1(&mut io, format!("250 2.1.5 OK {id} - gsmtp"))
+                                    .await?;
+                            }
+                            _ => {
+                                self.send1(&mut io, format!("555 5.5.2 Syntax error. {id} - gsmtp"))
+                                    .await?
+                            }
+                        }
+                    }
+                }
+                "DATA" => {
+                    let id = self.id();
+                    if self.mail_from.is_none() {
+                        self.send1(&mut io, format!("503 5.5.1 MAIL first. {id} - gsmtp"))
+                            .await?;
+                        continue;
+                    }
+                    if self.rcpt_to.is_empty() {
+                        self.send1(&mut io, format!("503 5.5.1 RCPT first. {id} - gsmtp"))
+                            .await?;
+                        continue;
+                    }
+                    if self.chunks.is_some() {
+                        self.send1(&mut io, format!("503 5.5.1 BDAT in progress. {id} - gsmtp"))
+                            .await?;
+                        continue;
+                    }
+                    self.send1(&mut io, format!("354  Go ahead {id} - gsmtp"))
+                        .await?;
+                    if let Some(Fault::DropMidData) = self.take_fault(3) {
+                        let got = read_line(&mut io, &mut raw, DATA_LINE_LIMIT).await;
+                        let n = if matches!(got, Ok(true)) {
+                            raw.len()
+                        } else {
+                            0
+                        };
+                        self.shared
+                            .record(format!("C: [data: dropped after {n} bytes]"));
+                        return Ok(End::Closed);
+                    }
+                    let Some((data, too_big)) = self.read_data(&mut io).await? else {
+                        self.shared
+                            .record("C: [data: connection closed mid-data]".into());
+                        return Ok(End::Closed);
+                    };
+                    self.shared
+                        .record(format!("C: [data: {} bytes]", data.len()));
+                    self.finish_message(&mut io, data, too_big).await?;
+                }
+                "BDAT" => {
+                    if !self.bdat(&mut io, &arg).await? {
+                        return Ok(End::Closed);
+                    }
+                }
+                "RSET" => {
+                    self.reset_transaction();
+                    let id = self.id();
+                    self.send1(&mut io, format!("250 2.1.5 Flushed {id} - gsmtp"))
+                        .await?;
+                }
+                "NOOP" => {
+                    let id = self.id();
+                    self.send1(&mut io, format!("250 2.0.0 OK {id} - gsmtp"))
+                        .await?;
+                }
+                "QUIT" => {
+                    let id = self.id();
+                    self.send1(
+                        &mut io,
+                        format!("221 2.0.0 closing connection {id} - gsmtp"),
+                    )
+                    .await?;
+                    let _ = io.shutdown().await;
+                    return Ok(End::Closed);
+                }
+                _ => {
+                    let id = self.id();
+                    self.send1(
+                        &mut io,
+                        format!("502 5.5.1 Unrecognized command. {id} - gsmtp"),
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+
+    /// Message lines up to the lone dot, dot-stuffing undone. `None` if the client went away.
+    async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut BufReader<S>,
+    ) -> io::Result<Option<(Vec<u8>, bool)>> {
+        let mut data = Vec::new();
+        let mut too_big = false;
+        let mut line = Vec::new();
+        loop {
+            if !read_line(io, &mut line, DATA_LINE_LIMIT).await? {
+                return Ok(None);
+            }
+            if line == b".\r\n" || line == b".\n" {
+                return Ok(Some((data, too_big)));
+            }
+            if !line.ends_with(b"\n") {
+                // end of stream inside a line
+                return Ok(None);
+            }
+            let content = line.strip_prefix(b".").unwrap_or(&line);
+            if too_big || data.len() + content.len() > MAX_MESSAGE_SIZE {
+                too_big = true;
+                data.clear();
+            } else {
+                data.extend_from_slice(content);
+            }
+        }
+    }
+
+    async fn finish_message<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut BufReader<S>,
+        data: Vec<u8>,
+        too_big: bool,
+    ) -> io::Result<()> {
+        let id = self.id();
+        if let Some(Fault::DataEnd(text)) = self.take_fault(2) {
+            self.reset_transaction();
+            let reply = custom_reply(&text, &id);
+            return self.send(io, &reply).await;
+        }
+        if too_big {
+            self.reset_transaction();
+            let reply = vec![
+                "552-5.3.4 Your message exceeded Google's message size limits. For more \
+                 information, go to"
+                    .to_string(),
+                format!("552 5.3.4  https://support.google.com/mail/?p=MaxSizeError {id} - gsmtp"),
+            ];
+            return self.send(io, &reply).await;
+        }
+        let mail = ReceivedMail {
+            mail_from: self.mail_from.take().unwrap_or_default(),
+            rcpt_to: std::mem::take(&mut self.rcpt_to),
+            data,
+            port: self.port,
+        };
+        self.reset_transaction();
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        // Stored before the reply goes out, so a test that saw 250 also sees the message.
+        lock(&self.shared.state).messages.push(mail);
+        self.send1(io, format!("250 2.0.0 OK  {ts} {id} - gsmtp"))
+            .await
+    }
+
+    /// `BDAT <size> [LAST]`. Returns false when the connection must end.
+    async fn bdat<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut BufReader<S>,
+        arg: &str,
+    ) -> io::Result<bool> {
+        let id = self.id();
+        let mut words = arg.split_whitespace();
+        let size = words.next().and_then(|s| s.parse::<usize>().ok());
+        let last = match words.next() {
+            None => false,
+            Some(w) if w.eq_ignore_ascii_case("LAST") => true,
+            Some(_) => {
+                self.send1(io, format!("501 5.5.4 Syntax error. {id} - gsmtp"))
+                    .await?;
+                return Ok(true);
+            }
+        };
+        let Some(size) = size else {
+            self.send1(io, format!("501 5.5.4 Syntax error. {id} - gsmtp"))
+                .await?;
+            return Ok(true);
+        };
+        // The chunk follows the command whatever we think of it; read it first.
+        let mut chunk = vec![0u8; size.min(MAX_MESSAGE_SIZE + 1)];
+        if io.read_exact(&mut chunk).await.is_err() {
+            self.shared
+                .record("C: [data: connection closed mid-chunk]".into());
+            return Ok(false);
+        }
+        if size > chunk.len() {
+            // far over the limit: swallow the rest without keeping it
+            let mut rest = (&mut *io).take((size - chunk.len()) as u64);
+            tokio::io::copy(&mut rest, &mut tokio::io::sink()).await?;
+        }
+        self.shared.record(format!("C: [data: {size} bytes]"));
+        if self.mail_from.is_none() || self.rcpt_to.is_empty() {
+            self.send1(io, format!("503 5.5.1 RCPT first. {id} - gsmtp"))
+                .await?;
+            return Ok(true);
+        }
+        let mut data = self.chunks.take().unwrap_or_default();
+        let too_big = data.len() + size > MAX_MESSAGE_SIZE;
+        if !too_big {
+            data.extend_from_slice(&chunk);
+        }
+        if last {
+            self.finish_message(io, data, too_big).await?;
+        } else {
+            self.chunks = Some(data);
+            self.send1(
+                io,
+                format!("250 2.0.0 OK {size} octets received {id} - gsmtp"),
+            )
+            .await?;
+        }
+        Ok(true)
+    }
+
+    /// Reads one continuation line of an AUTH exchange. `None` if the client went away.
+    async fn auth_line<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut BufReader<S>,
+    ) -> io::Result<Option<String>> {
+        let mut raw = Vec::new();
+        if !read_line(io, &mut raw, COMMAND_LINE_LIMIT).await? {
+            return Ok(None);
+        }
+        self.shared.record("C: [auth]".into());
+        Ok(Some(
+            String::from_utf8_lossy(trim_eol(&raw)).trim().to_string(),
+        ))
+    }
+
+    /// Handles one AUTH command. Returns false when the connection must end.
+    async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut BufReader<S>,
+        arg: &str,
+    ) -> io::Result<bool> {
+        lock(&self.shared.state).auth_times.push(Instant::now());
+        let mut words = arg.split_whitespace();
+        let mech = words.next().unwrap_or("").to_ascii_uppercase();
+        let initial = words.next().map(str::to_string);
+        let id = self.id();
+        if !self.greeted {
+            self.send1(io, format!("503 5.5.1 EHLO/HELO first. {id} - gsmtp"))
+                .await?;
+            return Ok(true);
+        }
+        if !self.tls {
+            let r = self.starttls_required();
+            self.send(io, &r).await?;
+            return Ok(true);
+        }
+        if self.authed {
+            self.send1(io, format!("503 5.5.1 Already authenticated. {id} - gsmtp"))
+                .await?;
+            return Ok(true);
+        }
+        if let Some(Fault::Auth(text)) = self.take_fault(1) {
+            if text.starts_with('2') {
+                self.authed = true;
+            }
+            let reply = custom_reply(&text, &id);
+            self.send(io, &reply).await?;
+            return Ok(true);
+        }
+
+        // Ask for a response when none came with the command; "*" cancels.
+        macro_rules! response {
+            ($prompt:expr) => {
+                match self.next_response(io, $prompt).await? {
+                    Some(Ok(r)) => r,
+                    Some(Err(())) => return Ok(true),
+                    None => return Ok(false),
+                }
+            };
+        }
+
+        match mech.as_str() {
+            "PLAIN" => {
+                let encoded = match initial {
+                    Some(r) if r != "=" => r,
+                    Some(_) => String::new(),
+                    None => response!("334 "),
+                };
+                let Some(decoded) = self.decode(io, &encoded).await? else {
+                    return Ok(true);
+                };
+                let mut parts = decoded.split(|&b| b == 0);
+                let (_authzid, user, pass) = (parts.next(), parts.next(), parts.next());
+                let (Some(user), Some(pass)) = (user, pass) else {
+                    let r = self.bad_credentials();
+                    self.send(io, &r).await?;
+                    return Ok(true);
+                };
+                let (user, pass) = (lossy(user), lossy(pass));
+                self.check_password(io, &user, &pass).await?;
+            }
+            "LOGIN" => {
+                let user_b64 = match initial {
+                    Some(r) => r,
+                    None => response!("334 VXNlcm5hbWU6"),
+                };
+                let Some(user) = self.decode(io, &user_b64).await? else {
+                    return Ok(true);
+                };
+                let pass_b64 = response!("334 UGFzc3dvcmQ6");
+                let Some(pass) = self.decode(io, &pass_b64).await? else {
+                    return Ok(true);
+                };
+                self.check_password(io, &lossy(&user), &lossy(&pass))
+                    .await?;
+            }
+            "XOAUTH2" => {
+                let encoded = match initial {
+                    Some(r) => r,
+                    None => response!("334 "),
+                };
+                let Some(decoded) = self.decode(io, &encoded).await? else {
+                    return Ok(true);
+                };
+                let decoded = lossy(&decoded);
+                let mut user = None;
+                let mut token = None;
+                for field in decoded.split('\x01') {
+                    if let Some(u) = field.strip_prefix("user=") {
+                        user = Some(u.to_string());
+                    } else if let Some(a) = field.strip_prefix("auth=") {
+                        token = a
+                            .strip_prefix("Bearer ")
+                            .or_else(|| a.strip_prefix("bearer "))
+                            .map(str::to_string);
+                    }
+                }
+                let ok = user.as_deref() == Some(self.shared.accounts.username.as_str())
+                    && token.as_deref() == Some(self.shared.accounts.oauth_token.as_str());
+                if ok {
+                    self.authed = true;
+                    self.send1(io, "235 2.7.0 Accepted".into()).await?;
+                } else {
+                    let challenge = B64.encode(
+                        r#"{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}"#,
+                    );
+                    self.send1(io, format!("334 {challenge}")).await?;
+                    if self.auth_line(io).await?.is_none() {
+                        return Ok(false);
+                    }
+                    let r = self.bad_credentials();
+                    self.send(io, &r).await?;
+                }
+            }
+            _ => {
+                self.send1(
+                    io,
+                    format!("504 5.7.4 Unrecognized authentication type. {id} - gsmtp"),
+                )
+                .await?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sends a 334 prompt and reads the answer: `Some(Err(()))` if the client cancelled with
+    /// `*` (already answered with 501), `None` if it went away.
+    async fn next_response<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut BufReader<S>,
+        prompt: &str,
+    ) -> io::Result<Option<Result<String, ()>>> {
+        self.send1(io, prompt.to_string()).await?;
+        let Some(line) = self.auth_line(io).await? else {
+            return Ok(None);
+        };
+        if line == "*" {
+            let id = self.id();
+            self.send1(
+                io,
+                format!("501 5.7.0 Authentication aborted. {id} - gsmtp"),
+            )
+            .await?;
+            return Ok(Some(Err(())));
+        }
+        Ok(Some(Ok(line)))
+    }
+
+    /// Base64-decodes an AUTH payload, answering 501 itself when it is not base64.
+    async fn decode<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut BufReader<S>,
+        encoded: &str,
+    ) -> io::Result<Option<Vec<u8>>> {
+        match B64.decode(encoded.trim()) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(_) => {
+                let id = self.id();
+                self.send1(io, format!("501 5.5.2 Cannot Decode response {id} - gsmtp"))
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn check_password<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut BufReader<S>,
+        user: &str,
+        pass: &str,
+    ) -> io::Result<()> {
+        let accounts = &self.shared.accounts;
+        // Compared exactly: Gmail shows app passwords in groups of four, and stripping the
+        // spaces is the client's job.
+        if user == accounts.username && pass == accounts.app_password {
+            self.authed = true;
+            self.send1(io, "235 2.7.0 Accepted".into()).await
+        } else if user == accounts.username && pass == accounts.account_password {
+            let id = self.id();
+            let reply = vec![
+                "534-5.7.9 Application-specific password required. For more information, go to"
+                    .to_string(),
+                format!(
+                    "534 5.7.9  https://support.google.com/mail/?p=InvalidSecondFactor {id} - gsmtp"
+                ),
+            ];
+            self.send(io, &reply).await
+        } else {
+            let r = self.bad_credentials();
+            self.send(io, &r).await
+        }
+    }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
