@@ -83,7 +83,10 @@ fn mailer(smtp: &SmtpServer, endpoint: &HttpServer) -> Mailer {
     Mailer::new(cfg.smtp.as_ref().unwrap()).unwrap()
 }
 
-async fn send(mailer: &Mailer, n: usize) -> Result<snapmail::mail::Accepted, snapmail::mail::Failure> {
+async fn send(
+    mailer: &Mailer,
+    n: usize,
+) -> Result<snapmail::mail::Accepted, snapmail::mail::Failure> {
     let msg = Message::builder()
         .from("cam@example.com".parse().unwrap())
         .to("me@example.com".parse().unwrap())
@@ -141,7 +144,11 @@ async fn a_refused_token_is_refreshed_once_and_the_send_succeeds() {
     assert_eq!(accepted.code, 250);
     assert_eq!(endpoint.request_count(), 2);
     assert_eq!(smtp.auth_attempts(), 2);
-    assert!(smtp.transcript().contains("AUTH XOAUTH2"), "{}", smtp.transcript());
+    assert!(
+        smtp.transcript().contains("AUTH XOAUTH2"),
+        "{}",
+        smtp.transcript()
+    );
 }
 
 #[tokio::test]
@@ -166,8 +173,14 @@ async fn a_revoked_refresh_token_is_reported_with_the_fix() {
     assert_eq!(failure.class, Class::Credentials, "{failure}");
     let text = failure.to_string();
     assert!(text.contains("smtp.oauth2.refresh_token"), "{text}");
-    assert!(text.contains("expired or revoked") && text.contains("create a new one"), "{text}");
-    assert!(!text.contains("1//0g-refresh") && !text.contains("GOCSPX"), "{text}");
+    assert!(
+        text.contains("expired or revoked") && text.contains("create a new one"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("1//0g-refresh") && !text.contains("GOCSPX"),
+        "{text}"
+    );
     assert_eq!(smtp.connections(), 0, "no login without a token");
 }
 
@@ -194,7 +207,12 @@ async fn secrets_come_from_files_and_missing_ones_name_the_key() {
 
     let e = load(&yaml(&smtp, &endpoint, "    client_secret: x\n")).unwrap_err();
     assert!(e.contains("smtp.oauth2.refresh_token: not set"), "{e}");
-    let e = load(&yaml(&smtp, &endpoint, &format!("{INLINE_SECRETS}    scope: x\n"))).unwrap_err();
+    let e = load(&yaml(
+        &smtp,
+        &endpoint,
+        &format!("{INLINE_SECRETS}    scope: x\n"),
+    ))
+    .unwrap_err();
     assert!(e.contains("scope"), "{e}");
 }
 
@@ -236,13 +254,22 @@ async fn doctor_checks_the_xoauth2_path() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("✔ oauth2 token: access token from"), "{out}");
     assert!(out.contains("XOAUTH2"), "{out}");
-    assert!(out.contains("✔ smtp auth: logged in as cam@example.com with the XOAUTH2 access token"), "{out}");
+    assert!(
+        out.contains("✔ smtp auth: logged in as cam@example.com with the XOAUTH2 access token"),
+        "{out}"
+    );
 
     let bad = token_endpoint(vec![], revoked()).await;
     let config = yaml(&smtp, &bad, INLINE_SECRETS).replace("mqtt://127.0.0.1:1", &broker.url());
     let (code, out) = doctor(config).await;
     assert_eq!(code, 1, "{out}");
-    let line = out.lines().find(|l| l.starts_with("✘ oauth2 token:")).unwrap_or_else(|| panic!("{out}"));
-    assert!(line.contains("invalid_grant") && line.contains("create a new refresh token"), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("✘ oauth2 token:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("invalid_grant") && line.contains("create a new refresh token"),
+        "{out}"
+    );
     assert!(out.contains("- smtp auth: login not tried"), "{out}");
 }
