@@ -8,13 +8,14 @@
 //! - [`mail`] — compose, send, classify SMTP errors
 //! - [`outbox`] — the durable queue between composing and sending
 //!
-//! [`config`] holds the user-facing configuration contract; [`secret`] keeps passwords out
+//! [`ops`] serves `/healthz` and `/metrics`. [`config`] holds the user-facing configuration contract; [`secret`] keeps passwords out
 //! of every log line.
 
 pub mod backoff;
 pub mod config;
 pub mod event;
 pub mod mail;
+pub mod ops;
 pub mod outbox;
 pub mod pipeline;
 pub mod policy;

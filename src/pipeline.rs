@@ -35,13 +35,15 @@ pub enum StartError {
     #[error(transparent)]
     Broker(#[from] broker::BrokerError),
     #[error(transparent)]
+    Http(#[from] crate::ops::http::HttpError),
+    #[error(transparent)]
     Spool(#[from] crate::outbox::spool::SpoolError),
     #[error(transparent)]
     Transport(#[from] crate::mail::transport::TransportError),
     #[error("smtp: {0}")]
     Address(String),
     #[error("snapshot: cannot set up the HTTP client: {0}")]
-    Http(String),
+    HttpClient(String),
 }
 
 /// What the running daemon exposes to the binary (and to tests).
@@ -69,6 +71,11 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     crate::tls::install_crypto_provider();
     let stats = Arc::new(Stats::default());
     let mut tasks = tokio::task::JoinSet::new();
+    crate::ops::metrics().watch_outbox(stats.clone());
+    if config.http.enabled {
+        let listener = crate::ops::http::bind(config.http.listen).await?;
+        tasks.spawn(crate::ops::http::serve(listener, shutdown.clone()));
+    }
 
     // Sources.
     let address = match &config.mqtt.url {
@@ -130,7 +137,8 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         ),
     }
     .map_err(StartError::Address)?;
-    let snapshotter = Snapshotter::new(&config).map_err(|e| StartError::Http(e.to_string()))?;
+    let snapshotter =
+        Snapshotter::new(&config).map_err(|e| StartError::HttpClient(e.to_string()))?;
 
     let (event_tx, event_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
     let (mail_tx, mail_rx) = mpsc::channel::<Event>(STAGE_QUEUE);

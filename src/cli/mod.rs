@@ -2,6 +2,7 @@
 
 mod check;
 mod doctor;
+mod healthcheck;
 mod logging;
 mod run;
 mod test_email;
@@ -40,6 +41,8 @@ pub enum Command {
     },
     /// Check every step from config to inbox (DNS, ports, TLS, login, MQTT, snapshots) and name the fix.
     Doctor(doctor::DoctorArgs),
+    /// Ask the running daemon whether it is healthy (exit 0) or not (exit 1).
+    Healthcheck,
 }
 
 pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
@@ -48,5 +51,6 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Check => check::run(args.config.as_deref()),
         Command::TestEmail { to } => test_email::run(args.config.as_deref(), to),
         Command::Doctor(d) => doctor::run(args.config.as_deref(), d),
+        Command::Healthcheck => healthcheck::run(args.config.as_deref()),
     }
 }

@@ -38,6 +38,25 @@ pub struct Config {
     pub log: LogConfig,
     /// On SIGTERM, how long in-flight sends may take before the daemon exits anyway.
     pub shutdown_timeout: HumanDuration,
+    pub http: HttpConfig,
+}
+
+/// The health/metrics listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub enabled: bool,
+    /// Loopback by default; `0.0.0.0:9464` to let Prometheus on another host scrape.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -357,6 +376,7 @@ impl Default for Config {
             outbox: OutboxConfig::default(),
             log: LogConfig::default(),
             shutdown_timeout: HumanDuration::secs(10),
+            http: HttpConfig::default(),
         }
     }
 }

@@ -283,6 +283,8 @@ async fn handle(
     };
     match outcome {
         Outcome::Sent(acc) => {
+            crate::ops::metrics().smtp_reply(Some(acc.code));
+            crate::ops::metrics().set_credentials_blocked(false);
             // Delete only now: the server has answered 250 to the end of DATA.
             let s = spool.clone();
             let owned = id.to_owned();
@@ -307,62 +309,93 @@ async fn handle(
             bury(spool, stats, pending, id, &why).await;
             Verdict::Retry
         }
-        Outcome::Failed { failure, age } => match failure.class {
-            Class::Transient => {
-                let Some(p) = pending.get_mut(id) else {
-                    return Verdict::Retry;
-                };
-                if age >= settings.max_age {
-                    error!(
-                        id,
-                        "outbox: giving up after {} of retries: {failure}",
-                        humantime::format_duration(settings.max_age)
-                    );
-                    bury(spool, stats, pending, id, &failure.to_string()).await;
-                    return Verdict::Retry;
-                }
-                let delay = p.backoff.next_delay();
-                p.due = Instant::now() + delay;
-                Stats::bump(&stats.retried);
-                warn!(
+        Outcome::Failed { failure, age } => {
+            crate::ops::metrics().smtp_reply(failure.code);
+            handle_failure(
+                spool,
+                settings,
+                stats,
+                pending,
+                id,
+                failure,
+                age,
+                credentials_told,
+            )
+            .await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle_failure(
+    spool: &Spool,
+    settings: &DeliverySettings,
+    stats: &Stats,
+    pending: &mut BTreeMap<String, Pending>,
+    id: &str,
+    failure: Failure,
+    age: Duration,
+    credentials_told: &mut bool,
+) -> Verdict {
+    match failure.class {
+        Class::Transient => {
+            let Some(p) = pending.get_mut(id) else {
+                return Verdict::Retry;
+            };
+            if age >= settings.max_age {
+                error!(
                     id,
-                    attempt = p.backoff.attempts(),
-                    "outbox: send failed: {failure}; retrying in {:.0}s",
-                    delay.as_secs_f64().ceil()
+                    "outbox: giving up after {} of retries: {failure}",
+                    humantime::format_duration(settings.max_age)
                 );
-                Verdict::Retry
+                bury(spool, stats, pending, id, &failure.to_string()).await;
+                return Verdict::Retry;
             }
-            Class::Credentials => {
-                Stats::bump(&stats.paused_credentials);
-                if !*credentials_told {
-                    error!(
+            let delay = p.backoff.next_delay();
+            p.due = Instant::now() + delay;
+            Stats::bump(&stats.retried);
+            warn!(
+                id,
+                attempt = p.backoff.attempts(),
+                "outbox: send failed: {failure}; retrying in {:.0}s",
+                delay.as_secs_f64().ceil()
+            );
+            Verdict::Retry
+        }
+        Class::Credentials => {
+            Stats::bump(&stats.paused_credentials);
+            crate::ops::metrics().set_credentials_blocked(true);
+            if !*credentials_told {
+                error!(
                         "outbox: LOGIN REFUSED — {failure}. Sending is paused; queued mail is kept and a login is tried again every {}",
                         humantime::format_duration(settings.credentials_pause)
                     );
-                    *credentials_told = true;
-                } else {
-                    warn!(
-                        "outbox: login still refused ({}); next try in {}",
-                        failure.code.map(|c| c.to_string()).unwrap_or_default(),
-                        humantime::format_duration(settings.credentials_pause)
-                    );
-                }
-                Verdict::Pause(settings.credentials_pause)
-            }
-            Class::Quota => {
-                Stats::bump(&stats.paused_quota);
+                *credentials_told = true;
+            } else {
                 warn!(
-                    "outbox: {failure}. Sending pauses for {}; new mail keeps queuing",
-                    humantime::format_duration(settings.quota_pause)
+                    "outbox: login still refused ({}); next try in {}",
+                    failure.code.map(|c| c.to_string()).unwrap_or_default(),
+                    humantime::format_duration(settings.credentials_pause)
                 );
-                Verdict::Pause(settings.quota_pause)
             }
-            Class::TooLarge | Class::Permanent => {
-                error!(id, "outbox: the server refused this message for good: {failure}; moving it to dead/");
-                bury(spool, stats, pending, id, &failure.to_string()).await;
-                Verdict::Retry
-            }
-        },
+            Verdict::Pause(settings.credentials_pause)
+        }
+        Class::Quota => {
+            Stats::bump(&stats.paused_quota);
+            warn!(
+                "outbox: {failure}. Sending pauses for {}; new mail keeps queuing",
+                humantime::format_duration(settings.quota_pause)
+            );
+            Verdict::Pause(settings.quota_pause)
+        }
+        Class::TooLarge | Class::Permanent => {
+            error!(
+                id,
+                "outbox: the server refused this message for good: {failure}; moving it to dead/"
+            );
+            bury(spool, stats, pending, id, &failure.to_string()).await;
+            Verdict::Retry
+        }
     }
 }
 

@@ -64,15 +64,18 @@ pub async fn run(mut policy: Policy, mut rx: mpsc::Receiver<Event>, tx: mpsc::Se
     while let Some(event) = rx.recv().await {
         match policy.decide(&event, Instant::now()) {
             Decision::Mail => {
+                crate::ops::metrics().decision("mailed", "");
                 info!(camera = %event.camera, id = %event.id, source = event.source, "event {}: mailing", event.summary());
                 if tx.send(event).await.is_err() {
                     break;
                 }
             }
             Decision::Duplicate => {
+                crate::ops::metrics().decision("duplicate", "");
                 debug!(camera = %event.camera, id = %event.id, "event already handled; nothing to send");
             }
             Decision::Suppressed { wait } => {
+                crate::ops::metrics().decision("suppressed", "cooldown");
                 info!(
                     camera = %event.camera, id = %event.id,
                     "event {}: suppressed by cooldown; next mail for {} may go in {}",

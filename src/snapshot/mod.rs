@@ -55,15 +55,21 @@ impl Snapshotter {
 
     /// Fetch and shrink the picture for `event`.
     pub async fn picture(&self, event: &Event) -> Result<Thumbnail, String> {
+        let started = std::time::Instant::now();
         let bytes = self
             .fetcher
             .fetch(&event.snapshot)
             .await
             .map_err(|e| e.to_string())?;
-        self.pool
+        crate::ops::metrics().fetch_took(started.elapsed());
+        let started = std::time::Instant::now();
+        let picture = self
+            .pool
             .thumbnail(bytes, self.spec.clone(), self.limits.clone())
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        crate::ops::metrics().resize_took(started.elapsed());
+        picture
     }
 }
 

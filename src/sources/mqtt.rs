@@ -165,6 +165,7 @@ pub async fn run(
                 backoff.reset();
                 info!(session_present = ack.session_present, "mqtt: connected");
                 links.connections.send_modify(|n| *n += 1);
+                crate::ops::metrics().set_mqtt_connected(true);
                 // rumqttc does not restore subscriptions after a reconnect: subscribe every time.
                 for topic in &all_topics {
                     if let Err(e) = client.try_subscribe(topic.clone(), qos) {
@@ -189,6 +190,7 @@ pub async fn run(
                     match decoder.decode(msg) {
                         Decoded::Event(ev) => {
                             debug!(source = ev.source, camera = %ev.camera, id = %ev.id, "mqtt: event decoded");
+                            crate::ops::metrics().event_received(ev.source, &ev.camera);
                             if out.send(*ev).await.is_err() {
                                 return;
                             }
@@ -199,6 +201,7 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(e) => {
+                crate::ops::metrics().set_mqtt_connected(false);
                 let delay = backoff.next_delay();
                 if connected || backoff.attempts() <= 1 {
                     warn!(

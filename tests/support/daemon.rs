@@ -128,8 +128,11 @@ impl Daemon {
                 cmd.env_remove(key);
             }
         }
+        // Many daemons run at once in the suite: the health listener takes any free port
+        // (the daemon logs which one) unless a test sets its own.
         cmd.env("RUST_LOG", "snapmail=debug,info")
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .env("SNAPMAIL__HTTP__LISTEN", "127.0.0.1:0");
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
