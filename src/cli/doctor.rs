@@ -132,7 +132,9 @@ pub fn run(config_path: Option<&Path>, args: DoctorArgs) -> anyhow::Result<ExitC
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(diagnose(config_path, &args, &mut report));
+    // Loading reads files: done before the runtime, not on it.
+    let loaded = snapmail::config::load(config_path);
+    runtime.block_on(diagnose(config_path, loaded, &args, &mut report));
     // A hung DNS lookup must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_secs(1));
     if args.json {
@@ -149,9 +151,14 @@ pub fn run(config_path: Option<&Path>, args: DoctorArgs) -> anyhow::Result<ExitC
     })
 }
 
-async fn diagnose(config_path: Option<&Path>, args: &DoctorArgs, report: &mut Report) {
+async fn diagnose(
+    config_path: Option<&Path>,
+    loaded: Result<Config, snapmail::config::ConfigError>,
+    args: &DoctorArgs,
+    report: &mut Report,
+) {
     snapmail::tls::install_crypto_provider();
-    let config = match snapmail::config::load(config_path) {
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             report.fail(
@@ -534,7 +541,7 @@ async fn tls_steps(
         .iter()
         .map(|a| SocketAddr::new(a.ip(), smtp.port.0))
         .collect();
-    let tls = match tls_connector(smtp) {
+    let tls = match tls_connector(smtp).await {
         Ok(t) => t,
         Err(e) => {
             report.fail(
@@ -879,12 +886,13 @@ async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
 type Connector = tokio_rustls::TlsConnector;
 
 /// Web PKI roots plus `smtp.ca_file`, like the transport.
-fn tls_connector(smtp: &SmtpConfig) -> Result<Connector, String> {
+async fn tls_connector(smtp: &SmtpConfig) -> Result<Connector, String> {
     use rustls::pki_types::pem::PemObject;
     let mut roots =
         rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = &smtp.ca_file {
-        let pem = std::fs::read(path)
+        let pem = tokio::fs::read(path)
+            .await
             .map_err(|e| format!("smtp.ca_file: cannot read {}: {e}", path.display()))?;
         let mut n = 0;
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
