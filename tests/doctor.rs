@@ -562,3 +562,23 @@ async fn test_email_without_camera_uses_a_generated_image_and_reports_refusal() 
     assert_eq!(out.code, 1, "{out}");
     assert!(out.stdout.contains("✘ not sent: 534 5.7.9"), "{out}");
 }
+
+#[tokio::test]
+async fn mqtt_broker_not_listening_is_named() {
+    let rig = rig().await;
+    let closed = smtp::closed_port();
+    let cfg = with(
+        &config(&rig),
+        &format!("url: {}", rig.broker.url()),
+        &format!("url: mqtt://127.0.0.1:{closed}"),
+    );
+    let out = doctor(&cfg, &[], &[]).await;
+    assert_ne!(out.code, 0, "{out}");
+    let mqtt = out.line("✘", "mqtt connect");
+    assert!(
+        mqtt.contains("nothing listens on 127.0.0.1") && mqtt.contains("check mqtt.url"),
+        "{out}"
+    );
+    // SMTP was still checked in full.
+    out.line("✔", "smtp auth");
+}
