@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use config::{Environment, File, FileFormat};
 
-use super::{Config, Security};
+use super::{AuthMethod, Config, Security};
 use crate::secret::Secret;
 
 /// Why the configuration cannot be used.
@@ -55,8 +55,12 @@ pub fn load_addon(
             options.display()
         ))
     })?;
-    let mut json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| invalid(format!("add-on options {}: not JSON: {e}", options.display())))?;
+    let mut json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        invalid(format!(
+            "add-on options {}: not JSON: {e}",
+            options.display()
+        ))
+    })?;
     // `config_file` belongs to the add-on, not to the configuration itself.
     let config_file = json
         .as_object_mut()
@@ -181,6 +185,17 @@ fn resolve_secrets(cfg: &mut Config) -> Result<(), ConfigError> {
     }
     if let Some(smtp) = cfg.smtp.as_mut() {
         secret_from_file("smtp.password", &mut smtp.password, &smtp.password_file)?;
+        let oauth = &mut smtp.oauth2;
+        secret_from_file(
+            "smtp.oauth2.client_secret",
+            &mut oauth.client_secret,
+            &oauth.client_secret_file,
+        )?;
+        secret_from_file(
+            "smtp.oauth2.refresh_token",
+            &mut oauth.refresh_token,
+            &oauth.refresh_token_file,
+        )?;
         if smtp.from.as_deref() == Some("") {
             smtp.from = None;
         }
@@ -221,7 +236,9 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
                 "smtp.username: not set; use your full Gmail address, e.g. you@gmail.com",
             ));
         }
-        if smtp.password.is_none() {
+        if smtp.auth == AuthMethod::Oauth2 {
+            smtp.oauth2.validate().map_err(invalid)?;
+        } else if smtp.password.is_none() {
             return Err(invalid(
                 "smtp.password: not set; put your Gmail app password in smtp.password, \
                  smtp.password_file or SNAPMAIL__SMTP__PASSWORD",

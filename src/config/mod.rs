@@ -6,7 +6,9 @@
 //! fully validated [`Config`] or a [`ConfigError`] that names the key path and the fix.
 
 mod load;
+pub mod oauth;
 pub mod policy;
+pub mod provenance;
 pub mod sources;
 pub mod types;
 
@@ -15,9 +17,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use load::{load, load_addon, load_from, ConfigError};
+pub use oauth::{AuthMethod, OAuth2Config};
 pub use policy::{
     CameraConfig, ControlConfig, DigestConfig, PriorityRule, ScheduleConfig, ZonesMatch,
 };
@@ -26,7 +29,7 @@ pub use types::{HumanDuration, Port, StringList};
 use crate::secret::Secret;
 
 /// The whole configuration, after defaults, environment overrides and secret files.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub mqtt: MqttConfig,
@@ -61,7 +64,7 @@ pub struct Config {
 }
 
 /// Home Assistant integration over MQTT.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HomeAssistantConfig {
     /// Announce a device with a switch per camera and mail counters (MQTT discovery).
@@ -80,7 +83,7 @@ impl Default for HomeAssistantConfig {
 }
 
 /// The health/metrics listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub enabled: bool,
@@ -97,7 +100,7 @@ impl Default for HttpConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
     /// `mqtt://host:1883` or `mqtts://host:8883`. Unset: run the embedded broker.
@@ -153,6 +156,12 @@ impl<'de> Deserialize<'de> for Security {
     }
 }
 
+impl Serialize for Security {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 impl Security {
     pub fn name(self) -> &'static str {
         match self {
@@ -162,7 +171,7 @@ impl Security {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
     pub host: String,
@@ -181,6 +190,10 @@ pub struct SmtpConfig {
     pub timeout: HumanDuration,
     /// At most this many sends at once.
     pub max_connections: u32,
+    /// `password` (app password, the default) or `oauth2` (XOAUTH2 with `oauth2.*`).
+    pub auth: AuthMethod,
+    /// The OAuth client for `auth: oauth2`.
+    pub oauth2: OAuth2Config,
     /// Largest formatted message sent; a bigger one has its picture re-encoded smaller.
     /// Gmail refuses more than 35,882,577 bytes on the wire (25 MB of attachments).
     pub max_message_bytes: usize,
@@ -200,6 +213,8 @@ impl Default for SmtpConfig {
             ca_file: None,
             timeout: HumanDuration::secs(60),
             max_connections: 2,
+            auth: AuthMethod::Password,
+            oauth2: OAuth2Config::default(),
             max_message_bytes: 25_000_000,
         }
     }
@@ -240,7 +255,7 @@ impl SmtpConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FrigateConfig {
     /// Base URL of Frigate's HTTP API.
@@ -276,7 +291,7 @@ impl Default for FrigateConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SnapshotConfig {
     pub max_width: u32,
@@ -316,7 +331,7 @@ impl Default for SnapshotConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Per camera: at most one mail per cooldown.
@@ -331,7 +346,7 @@ impl Default for RateLimitConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxConfig {
     /// The durable spool: every mail is written here before it is sent.
@@ -370,7 +385,8 @@ impl Default for OutboxConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Pretty,
@@ -387,7 +403,7 @@ impl<'de> Deserialize<'de> for LogFormat {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A `tracing` filter such as `info` or `snapmail=debug`; `RUST_LOG` wins when set.
