@@ -71,6 +71,8 @@ pub struct HomeAssistantConfig {
     pub discovery: bool,
     /// Home Assistant's discovery prefix.
     pub prefix: String,
+    /// How often the counters (`<control.topic_prefix>/stats`) are published.
+    pub stats_interval: HumanDuration,
 }
 
 impl Default for HomeAssistantConfig {
@@ -78,6 +80,7 @@ impl Default for HomeAssistantConfig {
         HomeAssistantConfig {
             discovery: false,
             prefix: "homeassistant".into(),
+            stats_interval: HumanDuration::secs(30),
         }
     }
 }
