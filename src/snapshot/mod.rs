@@ -5,6 +5,7 @@
 
 pub mod fetch;
 pub mod image;
+pub mod jpeg;
 pub mod pool;
 
 use std::sync::Arc;
