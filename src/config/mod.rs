@@ -214,6 +214,8 @@ pub struct SnapshotConfig {
     pub timeout: HumanDuration,
     /// Threads for image work; 0 means one per core.
     pub workers: usize,
+    /// Snapshots that may wait for an image worker; more are dropped (logged and counted).
+    pub queue: usize,
 }
 
 impl Default for SnapshotConfig {
@@ -227,6 +229,7 @@ impl Default for SnapshotConfig {
             max_bytes: 20 * 1024 * 1024,
             timeout: HumanDuration::secs(10),
             workers: 0,
+            queue: 16,
         }
     }
 }

@@ -40,7 +40,7 @@ impl Snapshotter {
         let s = &config.snapshot;
         Ok(Snapshotter {
             fetcher: Fetcher::new(config)?,
-            pool: ImagePool::new(s.workers),
+            pool: ImagePool::new(s.workers, s.queue),
             spec: ResizeSpec {
                 max_width: s.max_width,
                 max_height: s.max_height,
