@@ -2,6 +2,7 @@
 
 mod logging;
 mod run;
+mod thumbnail;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,10 +28,48 @@ pub struct Args {
 pub enum Command {
     /// Run the daemon (the default).
     Run,
+    /// Shrink one picture file with the daemon's image pipeline and limits.
+    Thumbnail {
+        /// JPEG, PNG or WebP input.
+        input: PathBuf,
+        /// Where to write the JPEG.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Fit inside this width (default: snapshot.max_width, or unbounded with --height).
+        #[arg(long)]
+        width: Option<u32>,
+        /// Fit inside this height (default: snapshot.max_height, or unbounded with --width).
+        #[arg(long)]
+        height: Option<u32>,
+        /// JPEG quality 1-100 (default: snapshot.jpeg_quality).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+        quality: Option<u8>,
+        /// Byte budget of the output, 0 for none (default: snapshot.max_image_bytes).
+        #[arg(long)]
+        max_bytes: Option<usize>,
+    },
 }
 
 pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     match args.command.unwrap_or(Command::Run) {
         Command::Run => run::run(args.config.as_deref()),
+        Command::Thumbnail {
+            input,
+            output,
+            width,
+            height,
+            quality,
+            max_bytes,
+        } => thumbnail::run(
+            args.config.as_deref(),
+            &input,
+            &output,
+            thumbnail::Options {
+                width,
+                height,
+                quality,
+                max_bytes,
+            },
+        ),
     }
 }
