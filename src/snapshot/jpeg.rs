@@ -58,9 +58,15 @@ pub fn choose_scale(w: u32, h: u32, tw: u32, th: u32) -> u32 {
         .unwrap_or(1)
 }
 
+/// Progressive JPEGs with more scans than this are refused: each scan rereads the whole
+/// coefficient buffer, so thousands of tiny scans are a CPU bomb (libjpeg-turbo's own tools
+/// suggest the same bound). Real encoders write about 10.
+pub const MAX_SCANS: u32 = 500;
+
 /// Decode `input` at `1/denom` of its size, in the file's stored orientation.
 pub fn decode(input: &[u8], denom: u32) -> Result<Pixels, ImageError> {
     let mut d = decompressor()?;
+    d.set_scan_limit(MAX_SCANS).map_err(decode_err)?;
     let factor = ScalingFactor::new(1, denom as usize);
     d.set_scaling_factor(factor).map_err(decode_err)?;
     let header = d.read_header(input).map_err(decode_err)?;
