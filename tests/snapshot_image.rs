@@ -259,6 +259,107 @@ fn keeps_aspect_ratio_and_never_upscales() {
     );
 }
 
+/// Mean absolute difference per channel between two RGB buffers.
+fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x.abs_diff(y)))
+        .sum::<f64>()
+        / a.len() as f64
+}
+
+fn reference_resize(rgb: &[u8], w: u32, h: u32, tw: u32, th: u32) -> Vec<u8> {
+    use fast_image_resize as fr;
+    let src = fr::images::ImageRef::new(w, h, rgb, fr::PixelType::U8x3).unwrap();
+    let mut dst = fr::images::Image::new(tw, th, fr::PixelType::U8x3);
+    fr::Resizer::new()
+        .resize(&src, &mut dst, &fr::ResizeOptions::new())
+        .unwrap();
+    dst.into_vec()
+}
+
+#[test]
+fn every_chroma_layout_and_colour_model_matches_a_plain_resize() {
+    let (w, h) = (1001u32, 601u32);
+    let rgb = camera_rgb(w, h, 0);
+    let (tw, th) = fit(w, h, 300, 300);
+    let reference = reference_resize(&rgb, w, h, tw, th);
+    let gray: Vec<u8> = rgb
+        .chunks_exact(3)
+        .map(|p| {
+            ((u32::from(p[0]) * 299 + u32::from(p[1]) * 587 + u32::from(p[2]) * 114) / 1000) as u8
+        })
+        .collect();
+    use turbojpeg::{Colorspace, PixelFormat, Subsamp};
+    for (name, sub) in [
+        ("4:4:4", Subsamp::None),
+        ("4:2:2", Subsamp::Sub2x1),
+        ("4:4:0", Subsamp::Sub1x2),
+        ("4:1:1", Subsamp::Sub4x1),
+        ("4:2:0", Subsamp::Sub2x2),
+        ("grey", Subsamp::Gray),
+    ] {
+        let mut c = turbojpeg::Compressor::new().unwrap();
+        c.set_quality(95).unwrap();
+        c.set_subsamp(sub).unwrap();
+        let jpeg = c
+            .compress_to_vec(turbojpeg::Image {
+                pixels: &rgb[..],
+                width: w as usize,
+                pitch: w as usize * 3,
+                height: h as usize,
+                format: PixelFormat::RGB,
+            })
+            .unwrap();
+        let t = thumbnail(&jpeg, &spec(300, 300), &Limits::default()).unwrap();
+        assert_eq!((t.width, t.height), (tw, th), "{name}");
+        let out = decode(&t.jpeg);
+        let want = if sub == Subsamp::Gray {
+            let grey_rgb: Vec<u8> = gray.iter().flat_map(|&v| [v, v, v]).collect();
+            reference_resize(&grey_rgb, w, h, tw, th)
+        } else {
+            reference.clone()
+        };
+        let diff = mean_abs_diff(&out.pixels, &want);
+        assert!(diff < 4.0, "{name}: mean difference {diff:.2}");
+    }
+
+    // CMYK (Adobe) JPEGs take the general decoder.
+    let cmyk: Vec<u8> = rgb
+        .chunks_exact(3)
+        .flat_map(|p| {
+            let k = 255 - p[0].max(p[1]).max(p[2]);
+            let f = |c: u8| {
+                if k == 255 {
+                    0
+                } else {
+                    ((255 - c - k) as u32 * 255 / (255 - k) as u32) as u8
+                }
+            };
+            // Inverted, as Adobe writes CMYK (255 = no ink).
+            [255 - f(p[0]), 255 - f(p[1]), 255 - f(p[2]), 255 - k]
+        })
+        .collect();
+    let mut c = turbojpeg::Compressor::new().unwrap();
+    c.set_quality(95).unwrap();
+    c.set_colorspace(Colorspace::YCCK).unwrap();
+    c.set_subsamp(Subsamp::None).unwrap();
+    let jpeg = c
+        .compress_to_vec(turbojpeg::Image {
+            pixels: &cmyk[..],
+            width: w as usize,
+            pitch: w as usize * 4,
+            height: h as usize,
+            format: PixelFormat::CMYK,
+        })
+        .unwrap();
+    let t = thumbnail(&jpeg, &spec(300, 300), &Limits::default()).unwrap();
+    assert_eq!((t.width, t.height), (tw, th), "CMYK");
+    let diff = mean_abs_diff(&decode(&t.jpeg).pixels, &reference);
+    assert!(diff < 6.0, "CMYK: mean difference {diff:.2}");
+}
+
 #[test]
 fn progressive_jpeg_is_decoded() {
     let input = encode_jpeg(&camera_rgb(1920, 1080, 4), 1920, 1080, true);

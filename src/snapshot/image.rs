@@ -58,9 +58,11 @@ impl Default for Limits {
 /// A ready-to-mail JPEG.
 #[derive(Debug, Clone)]
 pub struct Thumbnail {
+    /// Baseline JFIF JPEG, no EXIF or other metadata (`Content-Type: image/jpeg`).
     pub jpeg: Vec<u8>,
     pub width: u32,
     pub height: u32,
+    /// Size of the source as displayed, i.e. after its EXIF orientation.
     pub source_width: u32,
     pub source_height: u32,
     /// Input format, e.g. `"jpeg"`, `"png"`, `"webp"`.
