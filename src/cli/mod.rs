@@ -6,6 +6,7 @@ mod healthcheck;
 mod logging;
 mod run;
 mod test_email;
+mod thumbnail;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +44,26 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Ask the running daemon whether it is healthy (exit 0) or not (exit 1).
     Healthcheck,
+    /// Shrink one picture file with the daemon's image pipeline and limits.
+    Thumbnail {
+        /// JPEG, PNG or WebP input.
+        input: PathBuf,
+        /// Where to write the JPEG.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Fit inside this width (default: snapshot.max_width, or unbounded with --height).
+        #[arg(long)]
+        width: Option<u32>,
+        /// Fit inside this height (default: snapshot.max_height, or unbounded with --width).
+        #[arg(long)]
+        height: Option<u32>,
+        /// JPEG quality 1-100 (default: snapshot.jpeg_quality).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+        quality: Option<u8>,
+        /// Byte budget of the output, 0 for none (default: snapshot.max_image_bytes).
+        #[arg(long)]
+        max_bytes: Option<usize>,
+    },
 }
 
 pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
@@ -52,5 +73,23 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::TestEmail { to } => test_email::run(args.config.as_deref(), to),
         Command::Doctor(d) => doctor::run(args.config.as_deref(), d),
         Command::Healthcheck => healthcheck::run(args.config.as_deref()),
+        Command::Thumbnail {
+            input,
+            output,
+            width,
+            height,
+            quality,
+            max_bytes,
+        } => thumbnail::run(
+            args.config.as_deref(),
+            &input,
+            &output,
+            thumbnail::Options {
+                width,
+                height,
+                quality,
+                max_bytes,
+            },
+        ),
     }
 }

@@ -314,6 +314,8 @@ pub struct SnapshotConfig {
     pub bbox: Option<bool>,
     pub crop: Option<bool>,
     pub timestamp: Option<bool>,
+    /// Snapshots that may wait for an image worker; more are dropped (logged and counted).
+    pub queue: usize,
 }
 
 impl Default for SnapshotConfig {
@@ -330,6 +332,7 @@ impl Default for SnapshotConfig {
             bbox: None,
             crop: None,
             timestamp: None,
+            queue: 16,
         }
     }
 }
