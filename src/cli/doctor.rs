@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rumqttc::{AsyncClient, ConnectionError, Event as MqttEvent, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, ConnectionError, Event as MqttEvent, Packet, QoS};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -1087,28 +1087,9 @@ async fn mqtt_steps(config: &Config, args: &DoctorArgs, report: &mut Report) {
     let cfg = &config.mqtt;
     // A client id of its own, so the check does not push a running snapmail off the broker.
     let client_id = format!("{}-doctor-{}", cfg.client_id, std::process::id());
-    let mut opts = MqttOptions::new(client_id, addr.host.clone(), addr.port);
+    let mut opts = snapmail::sources::mqtt::client_options(cfg, &addr, client_id);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_clean_session(true);
-    opts.set_max_packet_size(cfg.max_packet_bytes, 64 * 1024);
-    if let Some(user) = &cfg.username {
-        let pass = cfg
-            .password
-            .as_ref()
-            .map(|p| p.expose().to_owned())
-            .unwrap_or_default();
-        opts.set_credentials(user.clone(), pass);
-    }
-    if addr.tls {
-        let roots =
-            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        opts.set_transport(rumqttc::Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
-        ));
-    }
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
     let t0 = Instant::now();
     let broker = format!("{}:{}", addr.host, addr.port);
