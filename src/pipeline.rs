@@ -293,7 +293,7 @@ async fn digest_stage(
             Ok(()) => {
                 info!(camera = %d.camera, message_id = %message_id, count = d.count, "digest queued")
             }
-            Err(e) => warn!(camera = %d.camera, "digest NOT queued: {e}"),
+            Err(e) => error!(camera = %d.camera, "digest NOT queued: {e}"),
         }
     }
 }
@@ -320,7 +320,7 @@ async fn mail_stage(
             Ok(()) => {
                 info!(camera = %n.event.camera, id = %n.event.id, message_id = %message_id, "mail queued")
             }
-            Err(e) => warn!(camera = %n.event.camera, id = %n.event.id, "mail NOT queued: {e}"),
+            Err(e) => error!(camera = %n.event.camera, id = %n.event.id, "mail NOT queued: {e}"),
         }
     }
 }
