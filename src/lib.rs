@@ -11,6 +11,7 @@
 //! [`ops`] serves `/healthz` and `/metrics`. [`config`] holds the user-facing configuration contract; [`secret`] keeps passwords out
 //! of every log line.
 
+pub mod addon;
 pub mod backoff;
 pub mod config;
 pub mod event;

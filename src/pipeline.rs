@@ -146,10 +146,26 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     let (digest_tx, digest_rx) = mpsc::channel::<Digest>(STAGE_QUEUE);
     let (note_tx, note_rx) = mpsc::channel::<Notification>(STAGE_QUEUE);
 
+    // Home Assistant discovery: its decoder listens for HA's restarts and the test button.
+    let discovery = config
+        .homeassistant
+        .discovery
+        .then(|| crate::ops::discovery::Discovery {
+            prefix: config.homeassistant.prefix.clone(),
+            base: config.control.topic_prefix.clone(),
+            cameras: config.cameras.keys().cloned().collect(),
+        });
+    let (republish_tx, republish_rx) = mpsc::channel::<()>(4);
+    if let Some(d) = &discovery {
+        decoders.push(Box::new(crate::ops::discovery::DiscoveryDecoder::new(
+            d,
+            republish_tx,
+        )));
+    }
     let settings = MqttSettings {
         address,
         config: config.mqtt.clone(),
-        last_will: None,
+        last_will: discovery.as_ref().map(|d| d.last_will()),
     };
     // Stages that publish (state, discovery) get a clone of `publish_tx`.
     let (publish_tx, publish_rx) = mpsc::channel::<Outgoing>(STAGE_QUEUE);
@@ -165,6 +181,20 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         links,
         shutdown.clone(),
     ));
+    if let Some(d) = discovery {
+        tasks.spawn(crate::ops::discovery::run(
+            d,
+            stats.clone(),
+            publish_tx.clone(),
+            connections_rx.clone(),
+            republish_rx,
+            config
+                .homeassistant
+                .stats_interval
+                .0
+                .max(std::time::Duration::from_secs(1)),
+        ));
+    }
     let control_on = policy.settings().control_prefix.is_some();
     let links = policy::Links {
         mail: mail_tx,
@@ -263,7 +293,7 @@ async fn digest_stage(
             Ok(()) => {
                 info!(camera = %d.camera, message_id = %message_id, count = d.count, "digest queued")
             }
-            Err(e) => warn!(camera = %d.camera, "digest NOT queued: {e}"),
+            Err(e) => error!(camera = %d.camera, "digest NOT queued: {e}"),
         }
     }
 }
@@ -290,7 +320,7 @@ async fn mail_stage(
             Ok(()) => {
                 info!(camera = %n.event.camera, id = %n.event.id, message_id = %message_id, "mail queued")
             }
-            Err(e) => warn!(camera = %n.event.camera, id = %n.event.id, "mail NOT queued: {e}"),
+            Err(e) => error!(camera = %n.event.camera, id = %n.event.id, "mail NOT queued: {e}"),
         }
     }
 }

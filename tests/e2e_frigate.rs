@@ -7,31 +7,22 @@ use std::time::Duration;
 
 use mail_parser::MimeHeaders;
 use support::daemon::Daemon;
-use support::http::{self, HttpServer};
 use support::images;
-use support::mosquitto::{self, Mosquitto};
-use support::smtp::{self, ReceivedMail, SmtpServer};
+use support::mosquitto;
+use support::rig::Rig;
+use support::smtp::{ReceivedMail, SmtpServer};
 
 const NEW: &str = include_str!("fixtures/frigate-events-new-0.14.json");
 const UPDATE: &str = include_str!("fixtures/frigate-events-update-0.14-subLabel-face.json");
 const END_OTHER_CAMERA: &str = include_str!("fixtures/frigate-events-end-0.15.json");
 const T: Duration = Duration::from_secs(30);
 
-struct Rig {
-    broker: Mosquitto,
-    smtp: SmtpServer,
-    frigate: HttpServer,
-}
-
+/// Mosquitto, the SMTP server and a Frigate serving a 4K camera frame.
 async fn rig() -> Rig {
-    let jpeg = images::camera_jpeg(3840, 2160, 85);
-    Rig {
-        broker: mosquitto::start(),
-        smtp: smtp::start().await,
-        frigate: http::start(http::frigate(jpeg)).await,
-    }
+    support::rig::start(3840, 2160).await
 }
 
+/// Every key of the documented example, pointed at the test servers.
 fn config(r: &Rig, port: u16, security: &str, password: &str) -> String {
     format!(
         r#"

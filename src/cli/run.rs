@@ -8,7 +8,11 @@ use tokio::sync::watch;
 use tracing::info;
 
 pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let config = snapmail::config::load(config_path)?;
+    let addon = snapmail::addon::Addon::detect();
+    let mut config = match &addon {
+        Some(a) => snapmail::config::load_addon(config_path, &a.options, None)?,
+        None => snapmail::config::load(config_path)?,
+    };
     super::logging::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -16,6 +20,10 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(async move {
+        if let Some(a) = &addon {
+            info!(options = %a.options.display(), "running as a Home Assistant add-on");
+            snapmail::addon::apply_discovered_mqtt(a, &mut config.mqtt).await;
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let running = snapmail::pipeline::start(config, stop_rx).await?;
         info!(version = env!("CARGO_PKG_VERSION"), "snapmail: running");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use config::{Environment, File, FileFormat};
 
-use super::{Config, Security};
+use super::{AuthMethod, Config, Security};
 use crate::secret::Secret;
 
 /// Why the configuration cannot be used.
@@ -38,7 +38,52 @@ pub fn load_from(
     path: Option<&Path>,
     env: Option<HashMap<String, String>>,
 ) -> Result<Config, ConfigError> {
+    build(path, None, env)
+}
+
+/// Load as a Home Assistant add-on: the add-on's `options.json` (written by the Supervisor
+/// from the options UI) over the YAML file its `config_file` option names (or `path`), with
+/// the state kept under `/data`, and the environment on top.
+pub fn load_addon(
+    path: Option<&Path>,
+    options: &Path,
+    env: Option<HashMap<String, String>>,
+) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(options).map_err(|e| {
+        invalid(format!(
+            "add-on options {}: {e}; restart the add-on after saving its options",
+            options.display()
+        ))
+    })?;
+    let mut json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        invalid(format!(
+            "add-on options {}: not JSON: {e}",
+            options.display()
+        ))
+    })?;
+    // `config_file` belongs to the add-on, not to the configuration itself.
+    let config_file = json
+        .as_object_mut()
+        .and_then(|o| o.remove("config_file"))
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .filter(|s| !s.trim().is_empty());
+    let file = path.map(Path::to_owned).or(config_file.map(PathBuf::from));
+    build(file.as_deref(), Some(json), env)
+}
+
+fn build(
+    path: Option<&Path>,
+    addon_options: Option<serde_json::Value>,
+    env: Option<HashMap<String, String>>,
+) -> Result<Config, ConfigError> {
     let mut builder = config::Config::builder();
+    if addon_options.is_some() {
+        // Under Home Assistant only /data survives restarts and updates.
+        builder = builder
+            .set_default("outbox.dir", "/data/outbox")
+            .and_then(|b| b.set_default("outbox.preview_dir", "/data/preview"))
+            .map_err(|e| invalid(e.to_string()))?;
+    }
     if let Some(path) = path {
         if !path.exists() {
             return Err(ConfigError::NotFound {
@@ -50,6 +95,9 @@ pub fn load_from(
             _ => FileFormat::Yaml,
         };
         builder = builder.add_source(File::from(path).format(format));
+    }
+    if let Some(options) = addon_options {
+        builder = builder.add_source(File::from_str(&options.to_string(), FileFormat::Json));
     }
     // `SNAPMAIL__SMTP__PASSWORD` → `smtp.password`. No `try_parsing`: it would turn a
     // password such as "0123" into the number 123. Typed fields parse strings themselves.
@@ -137,6 +185,17 @@ fn resolve_secrets(cfg: &mut Config) -> Result<(), ConfigError> {
     }
     if let Some(smtp) = cfg.smtp.as_mut() {
         secret_from_file("smtp.password", &mut smtp.password, &smtp.password_file)?;
+        let oauth = &mut smtp.oauth2;
+        secret_from_file(
+            "smtp.oauth2.client_secret",
+            &mut oauth.client_secret,
+            &oauth.client_secret_file,
+        )?;
+        secret_from_file(
+            "smtp.oauth2.refresh_token",
+            &mut oauth.refresh_token,
+            &oauth.refresh_token_file,
+        )?;
         if smtp.from.as_deref() == Some("") {
             smtp.from = None;
         }
@@ -177,7 +236,9 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
                 "smtp.username: not set; use your full Gmail address, e.g. you@gmail.com",
             ));
         }
-        if smtp.password.is_none() {
+        if smtp.auth == AuthMethod::Oauth2 {
+            smtp.oauth2.validate().map_err(invalid)?;
+        } else if smtp.password.is_none() {
             return Err(invalid(
                 "smtp.password: not set; put your Gmail app password in smtp.password, \
                  smtp.password_file or SNAPMAIL__SMTP__PASSWORD",

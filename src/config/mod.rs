@@ -6,7 +6,9 @@
 //! fully validated [`Config`] or a [`ConfigError`] that names the key path and the fix.
 
 mod load;
+pub mod oauth;
 pub mod policy;
+pub mod provenance;
 pub mod sources;
 pub mod types;
 
@@ -15,9 +17,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-pub use load::{load, load_from, ConfigError};
+pub use load::{load, load_addon, load_from, ConfigError};
+pub use oauth::{AuthMethod, OAuth2Config};
 pub use policy::{
     CameraConfig, ControlConfig, DigestConfig, PriorityRule, ScheduleConfig, ZonesMatch,
 };
@@ -26,7 +29,7 @@ pub use types::{HumanDuration, Port, StringList};
 use crate::secret::Secret;
 
 /// The whole configuration, after defaults, environment overrides and secret files.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub mqtt: MqttConfig,
@@ -57,10 +60,33 @@ pub struct Config {
     /// Camera sources; unset means Frigate's events topic (see [`sources::effective`]).
     pub sources: Option<Vec<sources::SourceConfig>>,
     pub http: HttpConfig,
+    pub homeassistant: HomeAssistantConfig,
+}
+
+/// Home Assistant integration over MQTT.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HomeAssistantConfig {
+    /// Announce a device with a switch per camera and mail counters (MQTT discovery).
+    pub discovery: bool,
+    /// Home Assistant's discovery prefix.
+    pub prefix: String,
+    /// How often the counters (`<control.topic_prefix>/stats`) are published.
+    pub stats_interval: HumanDuration,
+}
+
+impl Default for HomeAssistantConfig {
+    fn default() -> Self {
+        HomeAssistantConfig {
+            discovery: false,
+            prefix: "homeassistant".into(),
+            stats_interval: HumanDuration::secs(30),
+        }
+    }
 }
 
 /// The health/metrics listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub enabled: bool,
@@ -77,7 +103,7 @@ impl Default for HttpConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
     /// `mqtt://host:1883` or `mqtts://host:8883`. Unset: run the embedded broker.
@@ -133,6 +159,12 @@ impl<'de> Deserialize<'de> for Security {
     }
 }
 
+impl Serialize for Security {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 impl Security {
     pub fn name(self) -> &'static str {
         match self {
@@ -142,7 +174,7 @@ impl Security {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
     pub host: String,
@@ -161,6 +193,10 @@ pub struct SmtpConfig {
     pub timeout: HumanDuration,
     /// At most this many sends at once.
     pub max_connections: u32,
+    /// `password` (app password, the default) or `oauth2` (XOAUTH2 with `oauth2.*`).
+    pub auth: AuthMethod,
+    /// The OAuth client for `auth: oauth2`.
+    pub oauth2: OAuth2Config,
     /// Largest formatted message sent; a bigger one has its picture re-encoded smaller.
     /// Gmail refuses more than 35,882,577 bytes on the wire (25 MB of attachments).
     pub max_message_bytes: usize,
@@ -180,6 +216,8 @@ impl Default for SmtpConfig {
             ca_file: None,
             timeout: HumanDuration::secs(60),
             max_connections: 2,
+            auth: AuthMethod::Password,
+            oauth2: OAuth2Config::default(),
             max_message_bytes: 25_000_000,
         }
     }
@@ -220,7 +258,7 @@ impl SmtpConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FrigateConfig {
     /// Base URL of Frigate's HTTP API.
@@ -256,7 +294,7 @@ impl Default for FrigateConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SnapshotConfig {
     pub max_width: u32,
@@ -276,6 +314,8 @@ pub struct SnapshotConfig {
     pub bbox: Option<bool>,
     pub crop: Option<bool>,
     pub timestamp: Option<bool>,
+    /// Snapshots that may wait for an image worker; more are dropped (logged and counted).
+    pub queue: usize,
 }
 
 impl Default for SnapshotConfig {
@@ -292,11 +332,12 @@ impl Default for SnapshotConfig {
             bbox: None,
             crop: None,
             timestamp: None,
+            queue: 16,
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Per camera: at most one mail per cooldown.
@@ -311,7 +352,7 @@ impl Default for RateLimitConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxConfig {
     /// The durable spool: every mail is written here before it is sent.
@@ -350,7 +391,8 @@ impl Default for OutboxConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Pretty,
@@ -367,7 +409,7 @@ impl<'de> Deserialize<'de> for LogFormat {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A `tracing` filter such as `info` or `snapmail=debug`; `RUST_LOG` wins when set.
@@ -405,6 +447,7 @@ impl Default for Config {
             log: LogConfig::default(),
             shutdown_timeout: HumanDuration::secs(10),
             http: HttpConfig::default(),
+            homeassistant: HomeAssistantConfig::default(),
             sources: None,
         }
     }

@@ -9,13 +9,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::types::{self, HumanDuration, StringList};
 
 /// Settings of one camera (`cameras.<name>`) or of every camera (`defaults:`).
 /// Unset fields inherit: camera → `defaults` → built-in default.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CameraConfig {
     /// Recipients for this camera's mail (default: `smtp.to`).
@@ -90,7 +90,8 @@ impl CameraConfig {
 }
 
 /// Whether an event must have entered any or all of the listed zones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ZonesMatch {
     #[default]
     Any,
@@ -108,7 +109,7 @@ impl<'de> Deserialize<'de> for ZonesMatch {
 }
 
 /// A named time window (`schedules.<name>`), in `timezone`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// Weekdays the window starts on (`mon`…`sun`, `weekdays`, `weekends`); default every day.
@@ -122,7 +123,7 @@ pub struct ScheduleConfig {
 
 /// `priority:` — events matching one rule skip the cooldown and the token bucket
 /// (never the daily budget, filters, schedules or snooze).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PriorityRule {
     /// Cameras the rule applies to (empty: all).
@@ -137,7 +138,7 @@ pub struct PriorityRule {
 }
 
 /// `digest:` — what happens to events the rate limits suppressed.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DigestConfig {
     pub enabled: bool,
@@ -162,7 +163,7 @@ impl Default for DigestConfig {
 }
 
 /// `control:` — arm/disarm/snooze over MQTT and where that state is kept.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlConfig {
     pub enabled: bool,

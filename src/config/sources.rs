@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::types::StringList;
 use super::ConfigError;
 use crate::secret::Secret;
 
 /// One entry of `sources:`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SourceConfig {
     /// Frigate's `<prefix>/events` (one mail per tracked object).
@@ -42,14 +42,14 @@ impl SourceConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FrigateEventsSource {
     /// Overrides `frigate.topic_prefix` for this source.
     pub topic_prefix: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FrigateReviewsSource {
     pub topic_prefix: Option<String>,
@@ -66,7 +66,7 @@ impl Default for FrigateReviewsSource {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FrigateSnapshotSource {
     pub topic_prefix: Option<String>,
@@ -89,7 +89,7 @@ impl Default for FrigateSnapshotSource {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HikvisionSource {
     /// alarmserver's `camera-alerts/+/+` (camera, then event type), or hikmqtt's fixed topic.
@@ -113,7 +113,7 @@ impl Default for HikvisionSource {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HikvisionCamera {
     /// `http://192.168.1.64` (the camera or NVR).
@@ -128,7 +128,7 @@ pub struct HikvisionCamera {
     pub dev_id: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GenericSource {
     /// MQTT topic filter; a `+` segment names the camera unless `camera` is set.
@@ -148,7 +148,7 @@ pub struct GenericSource {
     pub allowed_hosts: Option<StringList>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JsonFields {
     /// ON/OFF state (`/state`); when present, only the rising edge mails.
@@ -163,7 +163,7 @@ pub struct JsonFields {
     pub image_base64: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GenericSnapshot {
     /// URL template: `{camera}` is replaced, e.g. `http://nvr:81/image/{camera}`.

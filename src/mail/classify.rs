@@ -65,6 +65,30 @@ pub const HINT_CONNECT: &str =
 pub const HINT_OAUTH: &str =
     "the server refused the XOAUTH2 token; the access token is expired or revoked";
 
+pub const HINT_OAUTH_REFUSED: &str = "the server refused a freshly refreshed XOAUTH2 token: the refresh token must grant the https://mail.google.com/ scope, for the account in smtp.username";
+pub const HINT_OAUTH_TOKEN: &str =
+    "no XOAUTH2 access token could be had from smtp.oauth2.token_url; see the reason";
+
+/// A failure to obtain an XOAUTH2 access token, in the same terms as an SMTP failure.
+pub fn oauth_failure(e: &crate::mail::oauth::OAuthError) -> Failure {
+    Failure {
+        class: if e.is_transient() {
+            Class::Transient
+        } else {
+            Class::Credentials
+        },
+        code: None,
+        enhanced: None,
+        detail: e.to_string(),
+        hint: HINT_OAUTH_TOKEN,
+    }
+}
+
+/// Whether this failure is the server refusing an XOAUTH2 token (worth one refresh).
+pub fn is_oauth_refusal(f: &Failure) -> bool {
+    f.hint == HINT_OAUTH || f.code == Some(535) || f.code == Some(334)
+}
+
 /// Classify a reply code plus enhanced code.
 pub fn classify_reply(code: u16, enhanced: Option<&str>) -> (Class, &'static str) {
     match (code, enhanced) {

@@ -136,22 +136,35 @@ impl Composer {
                 None => MultiPart::related().singlepart(SinglePart::html(html)),
             });
 
-        let mut builder = Message::builder()
-            .from(self.from.clone())
-            .subject(subject)
-            .message_id(Some(message_id.clone()))
-            .date(ev.time.max(UNIX_EPOCH + std::time::Duration::from_secs(1)));
-        for to in &self.to {
-            builder = builder.to(to.clone());
-        }
-        let message = builder
-            .multipart(alternative)
-            .map_err(|e| ComposeError(e.to_string()))?;
-        Ok(Mail {
-            message_id,
-            message,
-        })
+        let date = ev.time.max(UNIX_EPOCH + std::time::Duration::from_secs(1));
+        finish(&self.from, &self.to, subject, message_id, date, alternative)
     }
+}
+
+/// The headers every snapmail mail carries, around `body`.
+pub(crate) fn finish(
+    from: &Mailbox,
+    to: &[Mailbox],
+    subject: String,
+    message_id: String,
+    date: SystemTime,
+    body: MultiPart,
+) -> Result<Mail, ComposeError> {
+    let mut builder = Message::builder()
+        .from(from.clone())
+        .subject(subject)
+        .message_id(Some(message_id.clone()))
+        .date(date);
+    for to in to {
+        builder = builder.to(to.clone());
+    }
+    let message = builder
+        .multipart(body)
+        .map_err(|e| ComposeError(e.to_string()))?;
+    Ok(Mail {
+        message_id,
+        message,
+    })
 }
 
 /// `<time.random@snapmail>`: unique, stable once written, and sortable by creation.

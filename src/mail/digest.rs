@@ -9,7 +9,6 @@
 
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, MultiPart, SinglePart};
-use lettre::Message;
 
 use super::compose::{
     escape, header_safe, local_time, new_message_id, strip_controls, ComposeError, Composer, Mail,
@@ -80,21 +79,14 @@ pub fn compose(
     let alternative = MultiPart::alternative()
         .singlepart(SinglePart::plain(text))
         .multipart(related);
-    let mut builder = Message::builder()
-        .from(composer.from_mailbox().clone())
-        .subject(subject)
-        .message_id(Some(message_id.clone()))
-        .date(sent);
-    for to in composer.to_mailboxes() {
-        builder = builder.to(to.clone());
-    }
-    let message = builder
-        .multipart(alternative)
-        .map_err(|e| ComposeError(e.to_string()))?;
-    Ok(Mail {
+    super::compose::finish(
+        composer.from_mailbox(),
+        composer.to_mailboxes(),
+        subject,
         message_id,
-        message,
-    })
+        sent,
+        alternative,
+    )
 }
 
 #[cfg(test)]

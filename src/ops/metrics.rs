@@ -103,6 +103,22 @@ impl Metrics {
             .inc();
     }
 
+    /// Sum of one decision over every reason.
+    pub fn decisions_total(&self, decision: &str) -> u64 {
+        // Family has no iteration API; the reasons are a small known set.
+        ["cooldown", "rate limit (burst/interval)", "daily_limit", ""]
+            .iter()
+            .map(|r| {
+                self.decisions
+                    .get_or_create(&vec![
+                        ("decision", decision.to_owned()),
+                        ("reason", (*r).to_owned()),
+                    ])
+                    .get()
+            })
+            .sum()
+    }
+
     pub fn smtp_reply(&self, code: Option<u16>) {
         let code = code.map_or_else(|| "none".to_owned(), |c| c.to_string());
         self.smtp_replies.get_or_create(&vec![("code", code)]).inc();

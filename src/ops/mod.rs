@@ -1,5 +1,6 @@
-//! Operations: health and Prometheus metrics over HTTP.
+//! Operations: health and Prometheus metrics over HTTP, Home Assistant MQTT discovery.
 
+pub mod discovery;
 pub mod http;
 pub mod metrics;
 

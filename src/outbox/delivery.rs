@@ -297,6 +297,13 @@ async fn handle(
             }
             pending.remove(id);
             Stats::bump(&stats.sent);
+            stats.last_sent.store(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             stats.depth_sub(1);
             info!(id, "outbox: delivered: {} {}", acc.code, acc.text);
             Verdict::Continue

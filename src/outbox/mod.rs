@@ -128,3 +128,72 @@ impl Outbox {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OutboxConfig;
+
+    fn mail(n: u32) -> Mail {
+        let message_id = format!(
+            "<{}.{n:016x}@snapmail>",
+            1_700_000_000_000u64 + u64::from(n)
+        );
+        let message = lettre::Message::builder()
+            .from("cam@example.com".parse().unwrap())
+            .to("me@example.com".parse().unwrap())
+            .subject(format!("mail {n}"))
+            .message_id(Some(message_id.clone()))
+            .body(String::from("x"))
+            .unwrap();
+        Mail {
+            message_id,
+            message,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_refuses_new_mail_and_keeps_what_it_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = OutboxConfig {
+            dir: dir.path().to_owned(),
+            max_messages: 2,
+            ..OutboxConfig::default()
+        };
+        let stats = Arc::new(Stats::default());
+        let (tx, mut rx) = mpsc::channel(8);
+        let outbox = Outbox::Spool(SpoolOutbox::open(&config, stats.clone(), tx).unwrap());
+        outbox.submit(mail(1)).await.unwrap();
+        outbox.submit(mail(2)).await.unwrap();
+        let err = outbox.submit(mail(3)).await.unwrap_err();
+        assert!(err.to_string().contains("outbox.max_messages=2"), "{err}");
+        assert_eq!(Stats::get(&stats.refused), 1);
+        assert_eq!(Stats::get(&stats.queued), 2);
+        let Outbox::Spool(o) = &outbox else {
+            unreachable!()
+        };
+        assert_eq!(
+            o.spool.list().unwrap().len(),
+            2,
+            "nothing queued was deleted"
+        );
+        assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok() && rx.try_recv().is_err());
+
+        // The byte bound works the same way.
+        let dir = tempfile::tempdir().unwrap();
+        let config = OutboxConfig {
+            dir: dir.path().to_owned(),
+            max_bytes: 10,
+            ..OutboxConfig::default()
+        };
+        let (tx, _rx) = mpsc::channel(8);
+        let outbox =
+            Outbox::Spool(SpoolOutbox::open(&config, Arc::new(Stats::default()), tx).unwrap());
+        assert!(outbox
+            .submit(mail(4))
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("outbox.max_bytes=10"));
+    }
+}

@@ -22,6 +22,8 @@ pub struct Stats {
     pub oldest_created: AtomicU64,
     /// Messages waiting in the spool now.
     pub depth: AtomicU64,
+    /// Unix seconds of the last delivered mail (0: none yet).
+    pub last_sent: AtomicU64,
 }
 
 impl Stats {

@@ -1,5 +1,18 @@
 //! Image work: validate, decode, resize and re-encode a snapshot as a baseline JPEG.
 //!
+//! The pipeline, cheapest checks first:
+//!
+//! 1. refuse empty or oversized bodies (`snapshot.max_bytes`) and anything that is not JPEG,
+//!    PNG or WebP by its magic bytes (an HTML error page, say);
+//! 2. read only the header and refuse zero or too many pixels (`snapshot.max_pixels`) before
+//!    a single pixel buffer is allocated;
+//! 3. JPEG: decode at the smallest DCT scale (⅛, ¼, ½) that still covers the target, straight
+//!    to Y/Cb/Cr planes ([`super::jpeg`]); PNG/WebP: decode with the `image` crate;
+//! 4. resize the rest of the way with a SIMD convolution ([`RESIZE_FILTER`]), apply the EXIF
+//!    orientation, and encode a baseline JPEG with no metadata;
+//! 5. if it is over `snapshot.max_image_bytes`, step the quality down, then the size, until
+//!    it fits.
+//!
 //! Everything here is synchronous and CPU-bound; callers run it off the async runtime
 //! (see [`super::pool`]). Nothing here panics on hostile input: every failure is an
 //! [`ImageError`].
@@ -8,6 +21,8 @@ use std::io::Cursor;
 
 use fast_image_resize as fr;
 use image::{ImageDecoder, ImageReader};
+
+use super::jpeg;
 
 /// How big the mailed picture may be.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,9 +58,11 @@ impl Default for Limits {
 /// A ready-to-mail JPEG.
 #[derive(Debug, Clone)]
 pub struct Thumbnail {
+    /// Baseline JFIF JPEG, no EXIF or other metadata (`Content-Type: image/jpeg`).
     pub jpeg: Vec<u8>,
     pub width: u32,
     pub height: u32,
+    /// Size of the source as displayed, i.e. after its EXIF orientation.
     pub source_width: u32,
     pub source_height: u32,
     /// Input format, e.g. `"jpeg"`, `"png"`, `"webp"`.
@@ -55,20 +72,145 @@ pub struct Thumbnail {
 /// Why a snapshot could not be turned into a JPEG.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("the snapshot is empty (0 bytes)")]
+    #[error("the snapshot is empty (0 bytes); check the camera's snapshot URL")]
     Empty,
     #[error("the snapshot is {size} bytes, over snapshot.max_bytes ({limit}); raise snapshot.max_bytes if this is expected")]
     TooManyBytes { size: usize, limit: usize },
     #[error("the snapshot is {width}x{height} pixels, over snapshot.max_pixels ({limit}); raise snapshot.max_pixels if this is expected")]
     TooManyPixels { width: u32, height: u32, limit: u64 },
-    #[error("the snapshot has a zero dimension ({width}x{height})")]
+    #[error(
+        "the snapshot has a zero dimension ({width}x{height}); the camera sent a broken picture"
+    )]
     ZeroSize { width: u32, height: u32 },
-    #[error("the snapshot is not an image ({0}); the camera or server may have answered with an error page")]
+    #[error("the snapshot is not a JPEG, PNG or WebP image ({0}); the camera or server may have answered with an error page — open the snapshot URL in a browser")]
     NotAnImage(String),
-    #[error("the snapshot could not be decoded: {0}")]
+    #[error("the snapshot could not be decoded ({0}); it is truncated or corrupt — open the snapshot URL in a browser, or raise snapshot.timeout if downloads are cut short")]
     Decode(String),
     #[error("the snapshot could not be encoded as JPEG: {0}")]
     Encode(String),
+    #[error("even at {width}x{height} and quality {quality} the JPEG is {size} bytes, over snapshot.max_image_bytes ({limit}); raise snapshot.max_image_bytes")]
+    OverBudget {
+        width: u32,
+        height: u32,
+        quality: u8,
+        size: usize,
+        limit: usize,
+    },
+    #[error("too many snapshots are waiting for image work ({waiting} queued, snapshot.queue is {queue}); this one was dropped — raise snapshot.queue or snapshot.workers")]
+    Busy { waiting: usize, queue: usize },
+    #[error("the image worker failed: {0}")]
+    Worker(String),
+}
+
+/// The convolution used for the last step after the DCT-scaled decode, which for JPEG is
+/// always a shrink by less than 2×. Lanczos3 over Catmull-Rom: on the 4K → 640 bench case it
+/// scores 37.2 dB PSNR against a Lanczos3 resize of the full-resolution pixels where
+/// Catmull-Rom scores 36.6 dB (Pillow's draft + bicubic: 36.6 dB), and the time difference
+/// at this size (a 960×540 → 640×360 resize) was below the run-to-run noise (< 0.5 ms).
+pub const RESIZE_FILTER: fr::FilterType = fr::FilterType::Lanczos3;
+
+/// Lowest quality the byte budget steps down to before it starts shrinking the picture.
+pub const MIN_BUDGET_QUALITY: u8 = 50;
+/// Quality step of the byte budget.
+const QUALITY_STEP: u8 = 10;
+/// The byte budget gives up below this size (either side).
+const MIN_BUDGET_SIDE: u32 = 32;
+
+/// One 8-bit plane, `width` bytes per row. Only its top-left `valid_w`×`valid_h` (fractional
+/// for subsampled chroma) is picture; the rest is padding from the decoder.
+#[derive(Debug, Clone)]
+pub struct Plane {
+    pub data: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    pub valid_w: f64,
+    pub valid_h: f64,
+}
+
+impl Plane {
+    pub fn tight(data: Vec<u8>, width: u32, height: u32) -> Plane {
+        Plane {
+            data,
+            width,
+            height,
+            valid_w: f64::from(width),
+            valid_h: f64::from(height),
+        }
+    }
+}
+
+/// Decoded pixels.
+#[derive(Debug, Clone)]
+pub enum Pixels {
+    /// Interleaved 8-bit RGB, no padding.
+    Rgb {
+        data: Vec<u8>,
+        width: u32,
+        height: u32,
+    },
+    /// Luma only.
+    Gray(Plane),
+    /// Y, Cb, Cr planes; chroma may be subsampled (its `valid_*` says how much picture it holds).
+    Ycc([Plane; 3]),
+}
+
+impl Pixels {
+    /// Size of the picture in pixels.
+    pub fn dimensions(&self) -> (u32, u32) {
+        match self {
+            Pixels::Rgb { width, height, .. } => (*width, *height),
+            Pixels::Gray(p) | Pixels::Ycc([p, _, _]) => (p.valid_w as u32, p.valid_h as u32),
+        }
+    }
+}
+
+/// EXIF orientation 1–8: how the stored pixels must be transformed for display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Orientation(u8);
+
+impl Orientation {
+    pub const NORMAL: Orientation = Orientation(1);
+
+    /// From the EXIF value; anything outside 1–8 is treated as 1.
+    pub fn from_exif(v: u8) -> Orientation {
+        if (1..=8).contains(&v) {
+            Orientation(v)
+        } else {
+            Orientation(1)
+        }
+    }
+
+    pub fn exif(self) -> u8 {
+        self.0
+    }
+
+    /// Orientations 5–8 exchange width and height.
+    pub fn swaps_axes(self) -> bool {
+        self.0 >= 5
+    }
+
+    /// Displayed size of a stored `w`×`h` picture (and, being its own inverse, vice versa).
+    pub fn dims(self, w: u32, h: u32) -> (u32, u32) {
+        if self.swaps_axes() {
+            (h, w)
+        } else {
+            (w, h)
+        }
+    }
+
+    fn from_image(o: image::metadata::Orientation) -> Orientation {
+        use image::metadata::Orientation as O;
+        Orientation(match o {
+            O::NoTransforms => 1,
+            O::FlipHorizontal => 2,
+            O::Rotate180 => 3,
+            O::FlipVertical => 4,
+            O::Rotate90FlipH => 5,
+            O::Rotate90 => 6,
+            O::Rotate270FlipH => 7,
+            O::Rotate270 => 8,
+        })
+    }
 }
 
 /// Decode `input`, fit it inside `spec`, and encode a baseline JPEG without metadata.
@@ -86,59 +228,19 @@ pub fn thumbnail(
             limit: limits.max_bytes,
         });
     }
-    let format = image::guess_format(input).map_err(|_| ImageError::NotAnImage(sniff(input)))?;
-    let mut reader = ImageReader::with_format(Cursor::new(input), format);
-    reader.no_limits();
-    let decoder = reader
-        .into_decoder()
-        .map_err(|e| ImageError::Decode(e.to_string()))?;
-    let (w, h) = decoder.dimensions();
-    if w == 0 || h == 0 {
-        return Err(ImageError::ZeroSize {
-            width: w,
-            height: h,
-        });
-    }
-    if u64::from(w) * u64::from(h) > limits.max_pixels {
-        return Err(ImageError::TooManyPixels {
-            width: w,
-            height: h,
-            limit: limits.max_pixels,
-        });
-    }
-    let img = image::DynamicImage::from_decoder(decoder)
-        .map_err(|e| ImageError::Decode(e.to_string()))?
-        .into_rgb8();
-    let (tw, th) = fit(w, h, spec.max_width, spec.max_height);
-    let rgb = if (tw, th) == (w, h) {
-        img
-    } else {
-        let src = fr::images::Image::from_vec_u8(w, h, img.into_raw(), fr::PixelType::U8x3)
-            .map_err(|e| ImageError::Decode(e.to_string()))?;
-        let mut dst = fr::images::Image::new(tw, th, fr::PixelType::U8x3);
-        let mut resizer = fr::Resizer::new();
-        let opts = fr::ResizeOptions::new()
-            .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
-        resizer
-            .resize(&src, &mut dst, &opts)
-            .map_err(|e| ImageError::Decode(e.to_string()))?;
-        image::RgbImage::from_raw(tw, th, dst.into_vec()).expect("buffer size matches dimensions")
+    let source = match sniff_format(input)? {
+        image::ImageFormat::Jpeg => {
+            let header = jpeg::read_header(input)?;
+            check_dimensions(header.width, header.height, limits)?;
+            if header.supported {
+                decode_jpeg(input, &header, spec)?
+            } else {
+                decode_general(input, image::ImageFormat::Jpeg, limits)?
+            }
+        }
+        other => decode_general(input, other, limits)?,
     };
-    let mut out = Vec::new();
-    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(
-        &mut out,
-        spec.jpeg_quality.clamp(1, 100),
-    );
-    rgb.write_with_encoder(enc)
-        .map_err(|e| ImageError::Encode(e.to_string()))?;
-    Ok(Thumbnail {
-        jpeg: out,
-        width: tw,
-        height: th,
-        source_width: w,
-        source_height: h,
-        source_format: format_name(format),
-    })
+    finish(source, spec)
 }
 
 /// The largest size with the source's aspect ratio that fits in `max_w`×`max_h`, never larger
@@ -156,6 +258,308 @@ pub fn fit(w: u32, h: u32, max_w: u32, max_h: u32) -> (u32, u32) {
     (tw, th)
 }
 
+/// The DCT scale denominator (1, 2, 4 or 8) the pipeline decodes a `w`×`h` JPEG with EXIF
+/// orientation `orientation` at, for `spec`.
+pub fn jpeg_decode_scale(w: u32, h: u32, orientation: Orientation, spec: &ResizeSpec) -> u32 {
+    let (dw, dh) = orientation.dims(w, h);
+    let (tw, th) = fit(dw, dh, spec.max_width, spec.max_height);
+    let (sw, sh) = orientation.dims(tw, th);
+    jpeg::choose_scale(w, h, sw, sh)
+}
+
+/// A decoded picture on its way out.
+struct Source {
+    /// In the file's stored orientation, possibly already DCT-scaled.
+    pixels: Pixels,
+    orientation: Orientation,
+    /// Full size as stored in the file.
+    width: u32,
+    height: u32,
+    format: &'static str,
+}
+
+fn decode_jpeg(
+    input: &[u8],
+    header: &jpeg::Header,
+    spec: &ResizeSpec,
+) -> Result<Source, ImageError> {
+    let orientation = Orientation::from_exif(jpeg::exif_orientation(input));
+    let denom = jpeg_decode_scale(header.width, header.height, orientation, spec);
+    let pixels = jpeg::decode(input, denom)?;
+    Ok(Source {
+        pixels,
+        orientation,
+        width: header.width,
+        height: header.height,
+        format: "jpeg",
+    })
+}
+
+/// PNG, WebP, and the JPEG colour models libjpeg-turbo does not decode (CMYK).
+fn decode_general(
+    input: &[u8],
+    format: image::ImageFormat,
+    limits: &Limits,
+) -> Result<Source, ImageError> {
+    let mut reader = ImageReader::with_format(Cursor::new(input), format);
+    let mut decoder_limits = image::Limits::default();
+    // Worst case is 16-bit RGBA; the pixel check below is the real gate.
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).max(64 << 20));
+    reader.limits(decoder_limits);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| ImageError::Decode(e.to_string()))?;
+    let (w, h) = decoder.dimensions();
+    check_dimensions(w, h, limits)?;
+    let orientation = decoder
+        .orientation()
+        .map(Orientation::from_image)
+        .unwrap_or(Orientation::NORMAL);
+    let img = image::DynamicImage::from_decoder(decoder)
+        .map_err(|e| ImageError::Decode(e.to_string()))?;
+    let rgb = if img.color().has_alpha() {
+        flatten_on_white(img.into_rgba8())
+    } else {
+        img.into_rgb8().into_raw()
+    };
+    Ok(Source {
+        pixels: Pixels::Rgb {
+            data: rgb,
+            width: w,
+            height: h,
+        },
+        orientation,
+        width: w,
+        height: h,
+        format: format_name(format),
+    })
+}
+
+fn check_dimensions(w: u32, h: u32, limits: &Limits) -> Result<(), ImageError> {
+    if w == 0 || h == 0 {
+        return Err(ImageError::ZeroSize {
+            width: w,
+            height: h,
+        });
+    }
+    if u64::from(w) * u64::from(h) > limits.max_pixels {
+        return Err(ImageError::TooManyPixels {
+            width: w,
+            height: h,
+            limit: limits.max_pixels,
+        });
+    }
+    Ok(())
+}
+
+/// Resize, orient, encode, and keep within the byte budget.
+fn finish(source: Source, spec: &ResizeSpec) -> Result<Thumbnail, ImageError> {
+    let (dw, dh) = source.orientation.dims(source.width, source.height);
+    let (mut tw, mut th) = fit(dw, dh, spec.max_width.max(1), spec.max_height.max(1));
+    // Never upscale relative to what was decoded either (a ⅛ decode of a tiny JPEG).
+    let (pw, ph) = source
+        .orientation
+        .dims(source.pixels.dimensions().0, source.pixels.dimensions().1);
+    (tw, th) = (tw.min(pw).max(1), th.min(ph).max(1));
+    let mut quality = spec.jpeg_quality.clamp(1, 100);
+    let mut resizer = fr::Resizer::new();
+    let mut rendered = render(&source, tw, th, &mut resizer)?;
+    loop {
+        let jpeg = jpeg::encode(&rendered, quality)?;
+        let limit = match spec.max_image_bytes {
+            Some(limit) if jpeg.len() > limit => limit,
+            _ => {
+                return Ok(Thumbnail {
+                    jpeg,
+                    width: tw,
+                    height: th,
+                    source_width: dw,
+                    source_height: dh,
+                    source_format: source.format,
+                })
+            }
+        };
+        if quality > MIN_BUDGET_QUALITY {
+            quality = quality.saturating_sub(QUALITY_STEP).max(MIN_BUDGET_QUALITY);
+            continue;
+        }
+        if tw <= MIN_BUDGET_SIDE || th <= MIN_BUDGET_SIDE {
+            return Err(ImageError::OverBudget {
+                width: tw,
+                height: th,
+                quality,
+                size: jpeg.len(),
+                limit,
+            });
+        }
+        // JPEG size is roughly proportional to pixel count: aim a little under the budget.
+        let ratio = ((limit as f64 / jpeg.len() as f64).sqrt() * 0.95).clamp(0.5, 0.9);
+        tw = ((f64::from(tw) * ratio).round() as u32).max(1);
+        th = ((f64::from(th) * ratio).round() as u32).max(1);
+        rendered = render(&source, tw, th, &mut resizer)?;
+    }
+}
+
+/// The picture at displayed size `tw`×`th`, tight, ready to encode.
+fn render(
+    source: &Source,
+    tw: u32,
+    th: u32,
+    resizer: &mut fr::Resizer,
+) -> Result<Pixels, ImageError> {
+    let o = source.orientation;
+    let (sw, sh) = o.dims(tw, th);
+    let resized = match &source.pixels {
+        Pixels::Rgb {
+            data,
+            width,
+            height,
+        } => {
+            let plane = Plane::tight(Vec::new(), *width, *height);
+            Pixels::Rgb {
+                data: resize(resizer, data, &plane, fr::PixelType::U8x3, sw, sh)?,
+                width: sw,
+                height: sh,
+            }
+        }
+        Pixels::Gray(p) => Pixels::Gray(Plane::tight(
+            resize(resizer, &p.data, p, fr::PixelType::U8, sw, sh)?,
+            sw,
+            sh,
+        )),
+        Pixels::Ycc([y, u, v]) => {
+            let (cw, ch) = (sw.div_ceil(2), sh.div_ceil(2));
+            Pixels::Ycc([
+                Plane::tight(
+                    resize(resizer, &y.data, y, fr::PixelType::U8, sw, sh)?,
+                    sw,
+                    sh,
+                ),
+                Plane::tight(
+                    resize(resizer, &u.data, u, fr::PixelType::U8, cw, ch)?,
+                    cw,
+                    ch,
+                ),
+                Plane::tight(
+                    resize(resizer, &v.data, v, fr::PixelType::U8, cw, ch)?,
+                    cw,
+                    ch,
+                ),
+            ])
+        }
+    };
+    Ok(orient(resized, o))
+}
+
+/// Resize the valid part of one plane (or interleaved RGB) to `tw`×`th`.
+fn resize(
+    resizer: &mut fr::Resizer,
+    data: &[u8],
+    geometry: &Plane,
+    pixel_type: fr::PixelType,
+    tw: u32,
+    th: u32,
+) -> Result<Vec<u8>, ImageError> {
+    let whole = geometry.valid_w == f64::from(geometry.width)
+        && geometry.valid_h == f64::from(geometry.height);
+    if whole && (geometry.width, geometry.height) == (tw, th) {
+        return Ok(data[..tw as usize * th as usize * pixel_type.size()].to_vec());
+    }
+    let src = fr::images::ImageRef::new(geometry.width, geometry.height, data, pixel_type)
+        .map_err(|e| ImageError::Decode(format!("decoded buffer: {e}")))?;
+    let mut dst = fr::images::Image::new(tw, th, pixel_type);
+    let mut options =
+        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(RESIZE_FILTER));
+    if !whole {
+        options = options.crop(0.0, 0.0, geometry.valid_w, geometry.valid_h);
+    }
+    resizer
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| ImageError::Decode(format!("resize: {e}")))?;
+    Ok(dst.into_vec())
+}
+
+/// Apply the EXIF orientation to every plane.
+fn orient(pixels: Pixels, o: Orientation) -> Pixels {
+    if o == Orientation::NORMAL {
+        return pixels;
+    }
+    let plane = |p: Plane| {
+        let (data, w, h) = transform::<1>(&p.data, p.width, p.height, o);
+        Plane::tight(data, w, h)
+    };
+    match pixels {
+        Pixels::Rgb {
+            data,
+            width,
+            height,
+        } => {
+            let (data, width, height) = transform::<3>(&data, width, height, o);
+            Pixels::Rgb {
+                data,
+                width,
+                height,
+            }
+        }
+        Pixels::Gray(p) => Pixels::Gray(plane(p)),
+        Pixels::Ycc([y, u, v]) => Pixels::Ycc([plane(y), plane(u), plane(v)]),
+    }
+}
+
+/// Rotate/flip a tight `w`×`h` image of `N`-byte pixels for display per EXIF orientation `o`.
+pub fn transform<const N: usize>(
+    src: &[u8],
+    w: u32,
+    h: u32,
+    o: Orientation,
+) -> (Vec<u8>, u32, u32) {
+    let (w, h) = (w as usize, h as usize);
+    let (ow, oh) = if o.swaps_axes() { (h, w) } else { (w, h) };
+    let mut out = Vec::with_capacity(ow * oh * N);
+    for y in 0..oh {
+        for x in 0..ow {
+            // Where output pixel (x, y) comes from in the stored picture.
+            let (sx, sy) = match o.exif() {
+                2 => (w - 1 - x, y),
+                3 => (w - 1 - x, h - 1 - y),
+                4 => (x, h - 1 - y),
+                5 => (y, x),
+                6 => (y, h - 1 - x),
+                7 => (w - 1 - y, h - 1 - x),
+                8 => (w - 1 - y, x),
+                _ => (x, y),
+            };
+            let i = (sy * w + sx) * N;
+            out.extend_from_slice(&src[i..i + N]);
+        }
+    }
+    (out, ow as u32, oh as u32)
+}
+
+fn flatten_on_white(rgba: image::RgbaImage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rgba.as_raw().len() / 4 * 3);
+    for px in rgba.as_raw().chunks_exact(4) {
+        let a = u16::from(px[3]);
+        for &c in &px[..3] {
+            out.push(((u16::from(c) * a + 255 * (255 - a) + 127) / 255) as u8);
+        }
+    }
+    out
+}
+
+/// JPEG, PNG or WebP by magic bytes; anything else is not an image we take.
+fn sniff_format(input: &[u8]) -> Result<image::ImageFormat, ImageError> {
+    if input.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Ok(image::ImageFormat::Jpeg)
+    } else if input.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Ok(image::ImageFormat::Png)
+    } else if input.len() >= 12 && &input[..4] == b"RIFF" && &input[8..12] == b"WEBP" {
+        Ok(image::ImageFormat::WebP)
+    } else {
+        Err(ImageError::NotAnImage(sniff(input)))
+    }
+}
+
 fn format_name(f: image::ImageFormat) -> &'static str {
     match f {
         image::ImageFormat::Jpeg => "jpeg",
@@ -171,5 +575,56 @@ fn sniff(input: &[u8]) -> String {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    format!("starts with {:?}", head.trim())
+    let head = head.trim();
+    if head.starts_with('<') {
+        format!("looks like HTML: {head:?}")
+    } else {
+        format!("starts with {head:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_keeps_aspect_and_never_upscales() {
+        assert_eq!(fit(3840, 2160, 640, 640), (640, 360));
+        assert_eq!(fit(4000, 3000, 1280, 1280), (1280, 960));
+        assert_eq!(fit(320, 240, 1280, 1280), (320, 240));
+        assert_eq!(fit(1080, 1920, 640, 640), (360, 640));
+        assert_eq!(fit(10000, 1, 100, 100), (100, 1));
+    }
+
+    #[test]
+    fn transform_matches_exif_meaning() {
+        // 3x2 picture, pixel values are their index.
+        let src: Vec<u8> = (0..6).collect();
+        let t = |o| transform::<1>(&src, 3, 2, Orientation::from_exif(o));
+        assert_eq!(t(1), (vec![0, 1, 2, 3, 4, 5], 3, 2));
+        assert_eq!(t(2), (vec![2, 1, 0, 5, 4, 3], 3, 2));
+        assert_eq!(t(3), (vec![5, 4, 3, 2, 1, 0], 3, 2));
+        assert_eq!(t(4), (vec![3, 4, 5, 0, 1, 2], 3, 2));
+        assert_eq!(t(5), (vec![0, 3, 1, 4, 2, 5], 2, 3));
+        // 90° clockwise: the left column becomes the top row.
+        assert_eq!(t(6), (vec![3, 0, 4, 1, 5, 2], 2, 3));
+        assert_eq!(t(7), (vec![5, 2, 4, 1, 3, 0], 2, 3));
+        assert_eq!(t(8), (vec![2, 5, 1, 4, 0, 3], 2, 3));
+    }
+
+    #[test]
+    fn html_is_named() {
+        let e = thumbnail(
+            b"  <!DOCTYPE html><html>502 Bad Gateway</html>",
+            &ResizeSpec {
+                max_width: 640,
+                max_height: 640,
+                jpeg_quality: 80,
+                max_image_bytes: None,
+            },
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("looks like HTML"), "{e}");
+    }
 }

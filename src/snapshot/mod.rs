@@ -7,6 +7,7 @@ pub mod camera;
 pub mod fetch;
 pub mod frigate_api;
 pub mod image;
+pub mod jpeg;
 pub mod pool;
 
 use std::collections::HashMap;
@@ -56,7 +57,7 @@ impl Snapshotter {
         Ok(Snapshotter {
             sizes: Arc::new(sizes),
             fetcher: Fetcher::new(config)?,
-            pool: ImagePool::new(s.workers),
+            pool: ImagePool::new(s.workers, s.queue),
             spec: ResizeSpec {
                 max_width: s.max_width,
                 max_height: s.max_height,

@@ -1,22 +1,44 @@
 //! A bounded pool for image work, so a motion storm queues instead of decoding twenty 4K
 //! frames at once and exhausting memory. Work runs on tokio's blocking threads, at most
-//! `workers` at a time.
+//! `workers` at a time (`snapshot.workers`); at most `queue` more jobs wait for a worker
+//! (`snapshot.queue`), each holding its encoded input. A job beyond that is refused at once
+//! with [`ImageError::Busy`], logged, and counted in [`ImagePool::overflows`].
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
+use tracing::warn;
 
 use super::image::{self, ImageError, Limits, ResizeSpec, Thumbnail};
 
 #[derive(Clone)]
 pub struct ImagePool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     permits: Arc<Semaphore>,
+    workers: usize,
+    queue: usize,
+    /// Jobs admitted and not yet finished (running + waiting).
+    admitted: AtomicUsize,
+    overflows: AtomicU64,
+}
+
+/// Releases a job's admission when its work is done (or abandoned before it started).
+struct Admission(Arc<Inner>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl ImagePool {
-    /// `workers == 0` means one per available core.
-    pub fn new(workers: usize) -> ImagePool {
-        let n = if workers == 0 {
+    /// `workers == 0` means one per available core; `queue` jobs may wait beyond those running.
+    pub fn new(workers: usize, queue: usize) -> ImagePool {
+        let workers = if workers == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
@@ -24,24 +46,69 @@ impl ImagePool {
             workers
         };
         ImagePool {
-            permits: Arc::new(Semaphore::new(n)),
+            inner: Arc::new(Inner {
+                permits: Arc::new(Semaphore::new(workers)),
+                workers,
+                queue,
+                admitted: AtomicUsize::new(0),
+                overflows: AtomicU64::new(0),
+            }),
         }
     }
 
-    /// Run [`image::thumbnail`] off the async runtime.
+    /// How many jobs run at once.
+    pub fn workers(&self) -> usize {
+        self.inner.workers
+    }
+
+    /// How many jobs were refused because the queue was full, since start.
+    pub fn overflows(&self) -> u64 {
+        self.inner.overflows.load(Ordering::Relaxed)
+    }
+
+    /// Run [`image::thumbnail`] off the async runtime, or refuse at once if the queue is full.
     pub async fn thumbnail(
         &self,
         input: Vec<u8>,
         spec: ResizeSpec,
         limits: Limits,
     ) -> Result<Thumbnail, ImageError> {
-        let _permit = self
+        let inner = &self.inner;
+        let capacity = inner.workers + inner.queue;
+        let admitted = inner
+            .admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < capacity).then_some(n + 1)
+            });
+        if let Err(busy) = admitted {
+            let total = inner.overflows.fetch_add(1, Ordering::Relaxed) + 1;
+            let waiting = busy.saturating_sub(inner.workers);
+            warn!(
+                waiting,
+                queue = inner.queue,
+                overflows = total,
+                "image queue full (snapshot.queue); snapshot dropped"
+            );
+            return Err(ImageError::Busy {
+                waiting,
+                queue: inner.queue,
+            });
+        }
+        let admission = Admission(inner.clone());
+        let permit = inner
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .expect("semaphore never closed");
-        tokio::task::spawn_blocking(move || image::thumbnail(&input, &spec, &limits))
-            .await
-            .unwrap_or_else(|e| Err(ImageError::Decode(format!("image worker failed: {e}"))))
+        // The permit and admission move into the job, so a caller that stops waiting does not
+        // free the slot while the work still runs.
+        tokio::task::spawn_blocking(move || {
+            let result = image::thumbnail(&input, &spec, &limits);
+            drop((permit, admission));
+            result
+        })
+        .await
+        .unwrap_or_else(|e| Err(ImageError::Worker(e.to_string())))
     }
 }

@@ -94,28 +94,9 @@ pub async fn run(
 ) {
     let cfg = &settings.config;
     let addr = &settings.address;
-    let mut opts = MqttOptions::new(cfg.client_id.clone(), addr.host.clone(), addr.port);
+    let mut opts = client_options(cfg, addr, cfg.client_id.clone());
     opts.set_keep_alive(cfg.keep_alive.0.max(Duration::from_secs(1)));
     opts.set_clean_session(cfg.clean_session);
-    opts.set_max_packet_size(cfg.max_packet_bytes, 64 * 1024);
-    if let Some(user) = &cfg.username {
-        let pass = cfg
-            .password
-            .as_ref()
-            .map(|p| p.expose().to_owned())
-            .unwrap_or_default();
-        opts.set_credentials(user.clone(), pass);
-    }
-    if addr.tls {
-        match tls_config() {
-            Ok(tls) => {
-                opts.set_transport(Transport::tls_with_config(
-                    rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
-                ));
-            }
-            Err(e) => warn!("mqtt: TLS setup failed: {e}"),
-        }
-    }
     if let Some(will) = &settings.last_will {
         opts.set_last_will(rumqttc::LastWill::new(
             will.topic.clone(),
@@ -261,12 +242,31 @@ fn describe(e: &ConnectionError) -> String {
     }
 }
 
-/// rustls client config for `mqtts://` with the bundled web PKI roots.
-fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    Ok(rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+/// Options every snapmail MQTT client shares (the daemon, `doctor`): address, packet limits
+/// large enough for snapshots, credentials, and TLS with the bundled web PKI roots for
+/// `mqtts://`.
+pub fn client_options(cfg: &MqttConfig, addr: &BrokerAddress, client_id: String) -> MqttOptions {
+    let mut opts = MqttOptions::new(client_id, addr.host.clone(), addr.port);
+    opts.set_max_packet_size(cfg.max_packet_bytes, 64 * 1024);
+    if let Some(user) = &cfg.username {
+        let pass = cfg
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_owned())
+            .unwrap_or_default();
+        opts.set_credentials(user.clone(), pass);
+    }
+    if addr.tls {
+        let roots =
+            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        opts.set_transport(Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
+        ));
+    }
+    opts
 }
 
 #[cfg(test)]
