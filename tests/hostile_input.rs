@@ -349,7 +349,7 @@ async fn html_instead_of_a_jpeg_is_reported() {
             )
         },
         &[],
-        "not an image",
+        "not a JPEG, PNG or WebP image",
     )
     .await;
 }
