@@ -264,3 +264,94 @@ fn the_http_listener_binds_loopback_by_default() {
         config.mqtt.listen
     );
 }
+
+const REFRESH_TOKEN: &str = "1//0g-Refresh-S3cret-4471";
+const CLIENT_SECRET: &str = "GOCSPX-Client-S3cret-2290";
+const ACCESS_TOKEN: &str = "ya29.Access-S3cret-6612";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_tokens_never_reach_the_log_or_the_spool_even_at_trace_level() {
+    let smtp = SmtpServer::builder()
+        .username(SMTP_USER)
+        .oauth_token(ACCESS_TOKEN)
+        .start()
+        .await;
+    let r = Rig {
+        broker: mosquitto::start(),
+        smtp,
+        frigate: http::start(http::frigate(images::camera_jpeg(640, 360, 85))).await,
+    };
+    // Google's token endpoint: refuses the first refresh (a failure in the session), then
+    // hands out the access token for the right refresh token and client secret.
+    let refreshes = Arc::new(Mutex::new(0usize));
+    let endpoint = http::start({
+        let refreshes = refreshes.clone();
+        move |req: &Request| {
+            let body = String::from_utf8_lossy(&req.body).into_owned();
+            let mut n = refreshes.lock().unwrap();
+            *n += 1;
+            if *n == 1 || !body.contains("GOCSPX-Client-S3cret-2290") {
+                return Response::json(
+                    400,
+                    r#"{"error": "invalid_grant", "error_description": "Token has been expired or revoked."}"#,
+                );
+            }
+            Response::json(
+                200,
+                &format!(r#"{{"access_token": "{ACCESS_TOKEN}", "expires_in": 3599, "token_type": "Bearer"}}"#),
+            )
+        }
+    })
+    .await;
+    let config = r.config().replace(
+        "  password: \"abcd efgh ijkl mnop\"\n",
+        &format!(
+            "  auth: oauth2\n  oauth2:\n    client_id: 1234-abc.apps.googleusercontent.com\n    \
+             client_secret: {CLIENT_SECRET}\n    refresh_token: \"{REFRESH_TOKEN}\"\n    \
+             token_url: {}/token\n",
+            endpoint.url()
+        ),
+    );
+    assert!(config.contains(REFRESH_TOKEN), "{config}");
+    let mut d = Daemon::start(
+        Some(&config),
+        &[
+            ("RUST_LOG", "trace"),
+            ("SNAPMAIL__OUTBOX__CREDENTIALS_PAUSE", "1s"),
+        ],
+    );
+    d.wait_for_log("mqtt: subscribed", T).await;
+    r.frigate_event("driveway", 1).await;
+    r.smtp.wait_for_messages(1, T).await;
+    assert!(
+        *refreshes.lock().unwrap() >= 2,
+        "the first refresh was refused"
+    );
+    d.terminate();
+    d.wait_exit(T).await;
+
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let xoauth2 = format!("user={SMTP_USER}\x01auth=Bearer {ACCESS_TOKEN}\x01\x01");
+    let needles = [
+        REFRESH_TOKEN.to_string(),
+        "1%2F%2F0g-Refresh-S3cret-4471".to_string(),
+        CLIENT_SECRET.to_string(),
+        ACCESS_TOKEN.to_string(),
+        b64(&xoauth2),
+    ];
+    let logs = d.all_logs();
+    let mut files = Vec::new();
+    files_written_by_snapmail(d.dir(), &mut files);
+    let mut leaks = Vec::new();
+    for needle in &needles {
+        if logs.contains(needle.as_str()) {
+            leaks.push(format!("{needle} in the log"));
+        }
+        for f in &files {
+            if contains(&std::fs::read(f).unwrap_or_default(), needle.as_bytes()) {
+                leaks.push(format!("{needle} in {}", f.display()));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "secrets leaked: {leaks:#?}");
+}
