@@ -58,6 +58,7 @@ pub const HINT_TOO_LARGE: &str = "the message is larger than the server accepts;
 pub const HINT_TEMPORARY: &str = "the server had a temporary problem; snapmail retries";
 pub const HINT_REJECTED: &str = "the server refused this message permanently";
 pub const HINT_TLS: &str = "the TLS handshake failed: port 465 needs smtp.security: tls, port 587 needs smtp.security: starttls; a server with a private or self-signed certificate needs smtp.ca_file";
+pub const HINT_CERTIFICATE: &str = "the server's TLS certificate was refused: a server with a private or self-signed certificate needs smtp.ca_file (its CA certificate as PEM), and smtp.host must be a name the certificate is issued for";
 pub const HINT_TIMEOUT: &str = "no answer within smtp.timeout: the port may be blocked by your network or ISP (try smtp.port: 465 with security: tls), or TLS and STARTTLS are mixed up";
 pub const HINT_CONNECT: &str =
     "could not reach the SMTP server: check smtp.host / smtp.port and the network";
@@ -142,6 +143,10 @@ pub fn classify(err: &lettre::transport::smtp::Error) -> Failure {
     }
     let hint = if err.is_timeout() {
         HINT_TIMEOUT
+    } else if detail.contains("certificate") {
+        // rustls' verdict arrives as an I/O error inside lettre's connection error, so it
+        // is recognised by its text ("invalid peer certificate: UnknownIssuer").
+        HINT_CERTIFICATE
     } else if err.is_tls() {
         HINT_TLS
     } else if err.is_client() && detail.contains("challenge") {

@@ -6,7 +6,7 @@
 //! sure later messages for the same id mail nothing. Unknown fields are ignored, so the
 //! 0.13 → 0.17 shapes all decode.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Deserialize;
 
@@ -111,8 +111,7 @@ impl Decoder for FrigateEvents {
         let score = obj.top_score.filter(|s| *s > 0.0).or(obj.score);
         let time = obj
             .start_time
-            .filter(|t| t.is_finite() && *t >= 0.0)
-            .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t))
+            .and_then(super::unix_time)
             .unwrap_or_else(SystemTime::now);
         let mut ev = Event::new(self.kind(), obj.id.clone(), obj.camera);
         ev.link = Some(format!("{}/explore?event_id={}", self.base_url, obj.id));

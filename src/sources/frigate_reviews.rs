@@ -8,7 +8,7 @@
 //! the snapshot of the review's first detection event.
 
 use std::collections::{HashSet, VecDeque};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Deserialize;
 
@@ -128,8 +128,7 @@ impl Decoder for FrigateReviews {
         ev.severity = Some(severity);
         ev.time = r
             .start_time
-            .filter(|t| t.is_finite() && *t >= 0.0)
-            .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t))
+            .and_then(super::unix_time)
             .unwrap_or_else(SystemTime::now);
         ev.link = Some(format!("{}/review?id={}", self.base_url, r.id));
         ev.snapshot = match r.data.detections.first() {

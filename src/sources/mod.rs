@@ -126,6 +126,18 @@ pub fn switch_state(text: &str) -> Option<bool> {
     }
 }
 
+/// A Unix timestamp from a payload (Frigate's `start_time`) as a time, if it is one a mail
+/// can show: finite, not negative, before the year 10000. Absurd values would otherwise
+/// panic in `Duration::from_secs_f64` or later when the mail's date is written.
+pub fn unix_time(secs: f64) -> Option<SystemTime> {
+    const YEAR_10000: f64 = 253_402_300_800.0;
+    if !(0.0..YEAR_10000).contains(&secs) {
+        return None;
+    }
+    let since = std::time::Duration::try_from_secs_f64(secs).ok()?;
+    UNIX_EPOCH.checked_add(since)
+}
+
 /// A process-unique event id for sources whose messages carry none.
 pub fn unique_id(kind: &str, camera: &str) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);

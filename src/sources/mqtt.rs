@@ -229,6 +229,14 @@ fn describe(e: &ConnectionError) -> String {
         ConnectionError::ConnectionRefused(code) => {
             format!("the broker refused the connection ({code:?})")
         }
+        // rumqttc cannot skip an oversized packet, so it drops the connection; say which
+        // setting decides, since the default error reads like a protocol fault.
+        ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(n),
+        )) => format!(
+            "a message of {n} bytes is larger than mqtt.max_packet_bytes; it was dropped \
+             (raise mqtt.max_packet_bytes if pictures this large are expected)"
+        ),
         ConnectionError::Io(io) => format!("{io}"),
         other => other.to_string(),
     }

@@ -1,0 +1,80 @@
+//! Every payload decoder on arbitrary bytes: the first byte picks the topic (one per
+//! source kind, plus garbage), the second the retained flag, the rest is the payload.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use snapmail::config::Config;
+use snapmail::sources::{decoders, Message};
+
+/// One source of every kind (kept in step with `tests/properties.rs`).
+const EVERY_SOURCE: &str = r#"
+frigate:
+  url: http://frigate.lan:5000
+sources:
+  - kind: frigate_events
+  - kind: frigate_reviews
+    severity: [alert, detection]
+  - kind: frigate_snapshot
+  - kind: hikvision_bridge
+    topic: camera-alerts/+/+
+    cameras:
+      driveway: {url: "http://192.168.1.64", username: admin, password: x}
+  - kind: hikvision_bridge
+    topic: BTRGB/hikalarm
+    cameras:
+      garden: {url: "http://192.168.1.65", dev_id: 1}
+  - kind: mqtt
+    topic: cameras/+/motion
+    snapshot:
+      url: "http://nvr.lan/image/{camera}"
+  - kind: mqtt
+    topic: scripts/#
+    json:
+      camera: /camera
+      label: /label
+      score: /score
+      id: /id
+      image_base64: /image
+      image_url: /url
+"#;
+
+const TOPICS: &[&str] = &[
+    "frigate/events",
+    "frigate/reviews",
+    "frigate/driveway/person/snapshot",
+    "camera-alerts/driveway/VMD",
+    "camera-alerts/alarmserver",
+    "BTRGB/hikalarm",
+    "cameras/porch/motion",
+    "scripts/alert",
+    "",
+    "/",
+];
+
+fn config() -> &'static Config {
+    static CONFIG: OnceLock<Config> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, EVERY_SOURCE).expect("write config");
+        snapmail::config::load_from(Some(&path), Some(Default::default()))
+            .expect("the config with every source loads")
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (Some(&t), Some(&r)) = (data.first(), data.get(1)) else {
+        return;
+    };
+    let topic = TOPICS[usize::from(t) % TOPICS.len()];
+    let payload = &data[2..];
+    for d in decoders(config()).iter_mut() {
+        let _ = d.decode(Message {
+            topic,
+            payload,
+            retained: r & 1 == 1,
+        });
+    }
+});
