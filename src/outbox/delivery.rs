@@ -8,7 +8,7 @@
 //! | 534 / 535 (login refused)      | pause all sending, say the fix once, probe every `credentials_pause` |
 //! | other 5xx, 552 (too large)     | move to `dead/` with the reason                          |
 //!
-//! After a pause only one message is sent (a probe) until one succeeds, so a wrong
+//! At start and after a pause only one message is sent (a probe) until one succeeds, so a wrong
 //! password costs one login per `credentials_pause`, not one per queued mail.
 
 use std::collections::{BTreeMap, HashSet};
@@ -79,9 +79,11 @@ pub async fn run(
     }
     let mut in_flight: JoinSet<(String, Outcome)> = JoinSet::new();
     let mut busy: HashSet<String> = HashSet::new();
-    // While paused: until when, and whether only a single probe may go afterwards.
+    // While paused: until when. While probing only one send is in flight: at start (so a
+    // wrong password costs one login, not one per connection) and after every pause.
     let mut paused_until: Option<Instant> = None;
-    let mut probing = false;
+    let mut probing = true;
+    let mut was_paused = false;
     let mut credentials_told = false;
     let mut producer_open = true;
 
@@ -140,15 +142,17 @@ pub async fn run(
                     let verdict = handle(&spool, &settings, &stats, &mut pending, &id, outcome, &mut credentials_told).await;
                     match verdict {
                         Verdict::Continue => {
-                            if probing {
+                            probing = false;
+                            if was_paused {
                                 info!("outbox: the server accepts mail again; sending resumed");
-                                probing = false;
+                                was_paused = false;
                                 credentials_told = false;
                             }
                         }
                         Verdict::Pause(d) => {
                             paused_until = Some(Instant::now() + d);
                             probing = true;
+                            was_paused = true;
                         }
                         Verdict::Retry => {}
                     }
