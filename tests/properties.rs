@@ -12,36 +12,7 @@ use snapmail::snapshot::image::{thumbnail, Limits, ResizeSpec};
 use snapmail::sources::{decoders, Decoded, Message};
 
 /// One source of every kind, with the options that switch on each decoding path.
-const EVERY_SOURCE: &str = r#"
-frigate:
-  url: http://frigate.lan:5000
-sources:
-  - kind: frigate_events
-  - kind: frigate_reviews
-    severity: [alert, detection]
-  - kind: frigate_snapshot
-  - kind: hikvision_bridge
-    topic: camera-alerts/+/+
-    cameras:
-      driveway: {url: "http://192.168.1.64", username: admin, password: x}
-  - kind: hikvision_bridge
-    topic: BTRGB/hikalarm
-    cameras:
-      garden: {url: "http://192.168.1.65", dev_id: 1}
-  - kind: mqtt
-    topic: cameras/+/motion
-    snapshot:
-      url: "http://nvr.lan/image/{camera}"
-  - kind: mqtt
-    topic: scripts/#
-    json:
-      camera: /camera
-      label: /label
-      score: /score
-      id: /id
-      image_base64: /image
-      image_url: /url
-"#;
+const EVERY_SOURCE: &str = include_str!("fixtures/every-source.yaml");
 
 fn load(yaml: &str) -> Result<Config, snapmail::config::ConfigError> {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -8,37 +8,8 @@ use libfuzzer_sys::fuzz_target;
 use snapmail::config::Config;
 use snapmail::sources::{decoders, Message};
 
-/// One source of every kind (kept in step with `tests/properties.rs`).
-const EVERY_SOURCE: &str = r#"
-frigate:
-  url: http://frigate.lan:5000
-sources:
-  - kind: frigate_events
-  - kind: frigate_reviews
-    severity: [alert, detection]
-  - kind: frigate_snapshot
-  - kind: hikvision_bridge
-    topic: camera-alerts/+/+
-    cameras:
-      driveway: {url: "http://192.168.1.64", username: admin, password: x}
-  - kind: hikvision_bridge
-    topic: BTRGB/hikalarm
-    cameras:
-      garden: {url: "http://192.168.1.65", dev_id: 1}
-  - kind: mqtt
-    topic: cameras/+/motion
-    snapshot:
-      url: "http://nvr.lan/image/{camera}"
-  - kind: mqtt
-    topic: scripts/#
-    json:
-      camera: /camera
-      label: /label
-      score: /score
-      id: /id
-      image_base64: /image
-      image_url: /url
-"#;
+/// One source of every kind (shared with `tests/properties.rs`).
+const EVERY_SOURCE: &str = include_str!("../../tests/fixtures/every-source.yaml");
 
 const TOPICS: &[&str] = &[
     "frigate/events",

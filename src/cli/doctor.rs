@@ -375,13 +375,7 @@ async fn smtp_steps(config: &Config, smtp: &SmtpConfig, args: &DoctorArgs, repor
             return;
         }
     };
-    let to: Vec<String> = mail
-        .message
-        .envelope()
-        .to()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let to = mail.recipients();
     match mailer
         .send_raw(mail.message.envelope(), &mail.message.formatted())
         .await

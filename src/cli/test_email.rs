@@ -49,13 +49,7 @@ pub fn run(config_path: Option<&Path>, to: Option<String>) -> anyhow::Result<Exi
                 return ExitCode::FAILURE;
             }
         };
-        let rcpts: Vec<String> = mail
-            .message
-            .envelope()
-            .to()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let rcpts = mail.recipients();
         println!(
             "sending to {} through {}:{} ({}) …",
             rcpts.join(", "),

@@ -31,6 +31,18 @@ pub struct Mail {
     pub message: Message,
 }
 
+impl Mail {
+    /// The envelope recipients (taken from the To header), as addresses.
+    pub fn recipients(&self) -> Vec<String> {
+        self.message
+            .envelope()
+            .to()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+}
+
 /// Builds mails with fixed sender and recipients.
 #[derive(Debug, Clone)]
 pub struct Composer {
