@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
@@ -69,6 +70,8 @@ impl Running {
 
 const EVENT_QUEUE: usize = 256;
 const STAGE_QUEUE: usize = 64;
+/// Mails being composed and written to the spool at once.
+const QUEUE_IN_FLIGHT: usize = 8;
 
 /// Start every stage. They run until `shutdown` is set to `true`.
 pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Running, StartError> {
@@ -304,25 +307,37 @@ async fn mail_stage(
     outbox: Outbox,
     snapshotter: Snapshotter,
     max_message_bytes: usize,
-    mut rx: mpsc::Receiver<Notification>,
+    rx: mpsc::Receiver<Notification>,
 ) {
-    while let Some(mut n) = rx.recv().await {
-        let composer = composers.for_camera(&n.event.camera);
-        let mail = match fit_to_budget(composer, &snapshotter, &mut n, max_message_bytes).await {
-            Ok(m) => m,
-            Err(e) => {
-                error!(camera = %n.event.camera, id = %n.event.id, "mail NOT queued: {e}");
-                continue;
+    // Queuing a mail waits for its fsyncs; with several in flight the file system commits
+    // them together instead of one journal commit per mail.
+    let notifications =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|n| (n, rx)) });
+    notifications
+        .for_each_concurrent(QUEUE_IN_FLIGHT, |mut n| {
+            let (composers, outbox, snapshotter) = (&composers, &outbox, &snapshotter);
+            async move {
+                let composer = composers.for_camera(&n.event.camera);
+                let mail =
+                    match fit_to_budget(composer, snapshotter, &mut n, max_message_bytes).await {
+                        Ok(m) => m,
+                        Err(e) => {
+                            error!(camera = %n.event.camera, id = %n.event.id, "mail NOT queued: {e}");
+                            return;
+                        }
+                    };
+                let message_id = mail.message_id.clone();
+                match outbox.submit(mail).await {
+                    Ok(()) => {
+                        info!(camera = %n.event.camera, id = %n.event.id, message_id = %message_id, "mail queued")
+                    }
+                    Err(e) => {
+                        error!(camera = %n.event.camera, id = %n.event.id, "mail NOT queued: {e}")
+                    }
+                }
             }
-        };
-        let message_id = mail.message_id.clone();
-        match outbox.submit(mail).await {
-            Ok(()) => {
-                info!(camera = %n.event.camera, id = %n.event.id, message_id = %message_id, "mail queued")
-            }
-            Err(e) => error!(camera = %n.event.camera, id = %n.event.id, "mail NOT queued: {e}"),
-        }
-    }
+        })
+        .await;
 }
 
 /// Compose the mail; if the formatted message is over budget, re-encode the picture

@@ -881,32 +881,12 @@ type Connector = tokio_rustls::TlsConnector;
 
 /// Web PKI roots plus `smtp.ca_file`, like the transport.
 async fn tls_connector(smtp: &SmtpConfig) -> Result<Connector, String> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots =
-        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &smtp.ca_file {
-        let pem = tokio::fs::read(path)
-            .await
-            .map_err(|e| format!("smtp.ca_file: cannot read {}: {e}", path.display()))?;
-        let mut n = 0;
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-            let cert =
-                cert.map_err(|e| format!("smtp.ca_file: {} is not PEM: {e}", path.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("smtp.ca_file: {}: {e}", path.display()))?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(format!(
-                "smtp.ca_file: {} holds no certificate",
-                path.display()
-            ));
-        }
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let ca_file = smtp.ca_file.clone();
+    let config = tokio::task::spawn_blocking(move || {
+        snapmail::tls::client_config(ca_file.as_deref(), "smtp.ca_file")
+    })
+    .await
+    .map_err(|e| e.to_string())??;
     Ok(Connector::from(Arc::new(config)))
 }
 
@@ -1224,6 +1204,7 @@ async fn mqtt_steps(config: &Config, args: &DoctorArgs, report: &mut Report) {
                     )
                 }
                 Decoded::Ignored(why) => format!("{}: ignored: {why}", decoder.kind()),
+                Decoded::Malformed(why) => format!("{}: unreadable: {why}", decoder.kind()),
                 Decoded::Control(c) => format!("{}: control command {c:?}", decoder.kind()),
             };
             if seen <= 50 {

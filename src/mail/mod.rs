@@ -1,6 +1,6 @@
 //! Mail: compose a message for a notification, send it over SMTP, and explain failures.
 //!
-//! [`compose`] builds the message, [`transport`] owns the pooled SMTP connection ([`oauth`]
+//! [`compose`] builds the message, [`transport`] sends over pooled SMTP [`session`]s ([`oauth`]
 //! supplies its XOAUTH2 tokens), and
 //! [`classify`] turns every SMTP failure into a class (retry, pause, give up) plus a hint
 //! that names the config key to fix. Delivery order and retries belong to the outbox.
@@ -9,6 +9,7 @@ pub mod classify;
 pub mod compose;
 pub mod digest;
 pub mod oauth;
+pub mod session;
 pub mod transport;
 
 pub use classify::{Class, Failure};

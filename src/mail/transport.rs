@@ -1,34 +1,32 @@
-//! The SMTP transport: one pooled lettre transport per process, TLS by port, AUTH with the
-//! app password (PLAIN/LOGIN) or an XOAUTH2 access token, and a hard timeout around every
-//! send.
+//! The SMTP transport: one process-wide pool of logged-in sessions ([`super::session`]),
+//! TLS by port, AUTH with the app password (PLAIN/LOGIN) or an XOAUTH2 access token, and a
+//! hard timeout around every send.
 //!
-//! With `smtp.auth: oauth2` the credentials change every hour, so the transport is rebuilt
-//! (its pool with it) whenever [`TokenSource`] hands out a new token. Gmail refuses a bad
-//! token with a `334` challenge that lettre reports as a client error; the send is then
-//! tried once more with a freshly refreshed token before the failure is reported.
+//! With `smtp.auth: oauth2` the credentials change every hour: sessions logged in with an
+//! older token are not reused. Gmail refuses a bad token with a `334` challenge that lettre
+//! reports as a client error; the send is then tried once more with a freshly refreshed
+//! token before the failure is reported.
 //!
-//! lettre's own timeout bounds only the TCP connect, not the TLS handshake or the wait for
-//! replies, so each send is wrapped in `tokio::time::timeout`. At most
-//! `smtp.max_connections` sends run at once: Gmail answers bursts of logins with
-//! `454 4.7.0 Too many login attempts`, and the pool lets one session carry many mails.
+//! Each send is wrapped in `tokio::time::timeout`, which bounds the connect, the TLS
+//! handshake and every wait for a reply. At most `smtp.max_connections` sends run at once:
+//! Gmail answers bursts of logins with `454 4.7.0 Too many login attempts`, and the pool
+//! lets one session carry many mails.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::transport::smtp::response::Response;
-use lettre::transport::smtp::AsyncSmtpTransportBuilder;
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::sync::{Mutex, Semaphore};
 
 use super::classify::{
-    classify, is_oauth_refusal, oauth_failure, timeout_failure, Failure, HINT_OAUTH_REFUSED,
+    is_oauth_refusal, oauth_failure, timeout_failure, Failure, HINT_OAUTH_REFUSED,
 };
 use super::oauth::{OAuthError, TokenSource};
-use crate::config::{AuthMethod, Security, SmtpConfig};
+use super::session::{Endpoint, Login as SessionLogin, Sessions};
+use crate::config::{AuthMethod, SmtpConfig};
 use crate::secret::Secret;
 
 /// Why the transport could not be built.
@@ -54,61 +52,52 @@ pub struct Accepted {
     pub text: String,
 }
 
-/// Sends finished messages over a pooled, authenticated SMTP transport.
+/// Sends finished messages over pooled, authenticated SMTP sessions.
 #[derive(Clone)]
 pub struct Mailer {
     login: Arc<Login>,
+    sessions: Arc<Sessions>,
     permits: Arc<Semaphore>,
     timeout: Duration,
 }
 
-type Transport = AsyncSmtpTransport<Tokio1Executor>;
-
 enum Login {
-    /// App password: one transport for the life of the process.
-    Password(Transport),
-    /// XOAUTH2: a transport per access token.
+    /// App password: the same credentials for the life of the process.
+    Password(Credentials),
+    /// XOAUTH2: a new access token every hour or so.
     OAuth(Box<OAuthLogin>),
 }
 
 struct OAuthLogin {
-    builder: AsyncSmtpTransportBuilder,
     username: String,
     tokens: TokenSource,
-    current: Mutex<Option<(Secret, Transport)>>,
+    /// The token sessions are logged in with, and its generation number.
+    current: Mutex<(Option<Secret>, u64)>,
 }
 
 impl Mailer {
     pub fn new(smtp: &SmtpConfig) -> Result<Mailer, TransportError> {
-        let builder = Self::builder(smtp)?;
         let login = match smtp.auth {
-            AuthMethod::Password => {
-                let password = smtp.app_password();
-                Login::Password(
-                    builder
-                        .credentials(Credentials::new(
-                            smtp.username.clone(),
-                            password.expose().to_owned(),
-                        ))
-                        .build(),
-                )
-            }
+            AuthMethod::Password => Login::Password(Credentials::new(
+                smtp.username.clone(),
+                smtp.app_password().expose().to_owned(),
+            )),
             AuthMethod::Oauth2 => Login::OAuth(Box::new(OAuthLogin {
-                builder: builder.authentication(vec![Mechanism::Xoauth2]),
                 username: smtp.username.clone(),
                 tokens: TokenSource::new(&smtp.oauth2, smtp.timeout.0)?,
-                current: Mutex::new(None),
+                current: Mutex::new((None, 0)),
             })),
         };
         Ok(Mailer {
             login: Arc::new(login),
+            sessions: Arc::new(Sessions::new(Self::endpoint(smtp)?)),
             permits: Arc::new(Semaphore::new(smtp.max_connections as usize)),
             timeout: smtp.timeout.0,
         })
     }
 
-    /// Host, port, TLS, timeouts and pool; everything but the credentials.
-    fn builder(smtp: &SmtpConfig) -> Result<AsyncSmtpTransportBuilder, TransportError> {
+    /// Host, port and TLS settings; everything but the credentials.
+    fn endpoint(smtp: &SmtpConfig) -> Result<Endpoint, TransportError> {
         crate::tls::install_crypto_provider();
         let mut params = TlsParameters::builder(smtp.host.clone());
         if let Some(path) = &smtp.ca_file {
@@ -122,25 +111,23 @@ impl Mailer {
             })?;
             params = params.add_root_certificate(cert);
         }
-        let params = params.build_rustls().map_err(|e| TransportError::Tls {
+        let starttls = params.build_rustls().map_err(|e| TransportError::Tls {
             host: smtp.host.clone(),
             reason: e.to_string(),
         })?;
-        let tls = match smtp.security() {
-            Security::Tls => Tls::Wrapper(params),
-            Security::Starttls => Tls::Required(params),
-        };
-        Ok(
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
-                .port(smtp.port.0)
-                .tls(tls)
-                .timeout(Some(smtp.timeout.0))
-                .pool_config(
-                    PoolConfig::new()
-                        .max_size(smtp.max_connections)
-                        .idle_timeout(Duration::from_secs(60)),
-                ),
-        )
+        let implicit = crate::tls::client_config(smtp.ca_file.as_deref(), "smtp.ca_file").map_err(
+            |reason| TransportError::Tls {
+                host: smtp.host.clone(),
+                reason,
+            },
+        )?;
+        Ok(Endpoint {
+            host: smtp.host.clone(),
+            port: smtp.port.0,
+            security: smtp.security(),
+            starttls,
+            implicit: Arc::new(implicit),
+        })
     }
 
     /// The token source, when logging in with XOAUTH2 (for `doctor`).
@@ -151,67 +138,54 @@ impl Mailer {
         }
     }
 
-    /// The transport to use now; with XOAUTH2, one built for a current (or, with `fresh`,
-    /// a just-refreshed) access token.
-    async fn transport(&self, fresh: bool) -> Result<Transport, Failure> {
+    /// The credentials to log in with now, and their generation; with XOAUTH2, for a
+    /// current (or, with `fresh`, a just-refreshed) access token.
+    async fn credentials(&self, fresh: bool) -> Result<(Credentials, u64), Failure> {
         match &*self.login {
-            Login::Password(t) => Ok(t.clone()),
+            Login::Password(c) => Ok((c.clone(), 0)),
             Login::OAuth(o) => {
-                let OAuthLogin {
-                    builder,
-                    username,
-                    tokens,
-                    current,
-                } = &**o;
                 let token = if fresh {
-                    tokens.refresh().await.map(|t| t.token)
+                    o.tokens.refresh().await.map(|t| t.token)
                 } else {
-                    tokens.token().await
+                    o.tokens.token().await
                 }
                 .map_err(|e| oauth_failure(&e))?;
-                let mut current = current.lock().await;
-                if let Some((t, transport)) = current.as_ref() {
-                    if *t == token {
-                        return Ok(transport.clone());
-                    }
+                let mut current = o.current.lock().await;
+                if current.0.as_ref() != Some(&token) {
+                    *current = (Some(token.clone()), current.1 + 1);
                 }
-                let transport = builder
-                    .clone()
-                    .credentials(Credentials::new(
-                        username.clone(),
-                        token.expose().to_owned(),
-                    ))
-                    .build();
-                *current = Some((token, transport.clone()));
-                Ok(transport)
+                let creds = Credentials::new(o.username.clone(), token.expose().to_owned());
+                Ok((creds, current.1))
             }
         }
     }
 
-    /// Run `op` on the transport; with XOAUTH2, once more with a refreshed token if the
-    /// server refused the first one.
+    fn mechanisms(&self) -> &'static [Mechanism] {
+        match &*self.login {
+            Login::Password(_) => DEFAULT_MECHANISMS,
+            Login::OAuth(_) => &[Mechanism::Xoauth2],
+        }
+    }
+
+    /// Run `op` with the current login; with XOAUTH2, once more with a refreshed token if
+    /// the server refused the first one.
     async fn with_retry<T, F, Fut>(&self, op: F) -> Result<T, Failure>
     where
-        F: Fn(Transport) -> Fut,
-        Fut: std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
+        F: Fn(Credentials, u64) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
     {
-        let first = op(self.transport(false).await?)
-            .await
-            .map_err(|e| classify(&e));
-        match first {
+        let (creds, generation) = self.credentials(false).await?;
+        match op(creds, generation).await {
             Err(f) if matches!(*self.login, Login::OAuth(_)) && is_oauth_refusal(&f) => {
                 tracing::info!("smtp: the server refused the XOAUTH2 token; refreshing it once");
-                match op(self.transport(true).await?).await {
-                    Ok(v) => Ok(v),
-                    Err(e) => {
-                        let mut f = classify(&e);
-                        if is_oauth_refusal(&f) {
-                            f.hint = HINT_OAUTH_REFUSED;
-                            f.class = super::Class::Credentials;
-                        }
-                        Err(f)
+                let (creds, generation) = self.credentials(true).await?;
+                op(creds, generation).await.map_err(|mut f| {
+                    if is_oauth_refusal(&f) {
+                        f.hint = HINT_OAUTH_REFUSED;
+                        f.class = super::Class::Credentials;
                     }
-                }
+                    f
+                })
             }
             other => other,
         }
@@ -224,7 +198,15 @@ impl Mailer {
             .acquire()
             .await
             .expect("semaphore never closed");
-        let send = self.with_retry(|t| async move { t.send_raw(envelope, bytes).await });
+        let mechanisms = self.mechanisms();
+        let send = self.with_retry(|credentials, generation| async move {
+            let login = SessionLogin {
+                credentials: &credentials,
+                mechanisms,
+                generation,
+            };
+            self.sessions.send(&login, envelope, bytes).await
+        });
         match tokio::time::timeout(self.timeout, send).await {
             Ok(Ok(resp)) => Ok(accepted(&resp)),
             Ok(Err(f)) => Err(f),
@@ -232,11 +214,19 @@ impl Mailer {
         }
     }
 
-    /// Connect, TLS, EHLO, AUTH and NOOP without sending anything.
+    /// Connect, TLS, EHLO and AUTH without sending anything.
     pub async fn test_connection(&self) -> Result<(), Failure> {
-        let test = self.with_retry(|t| async move { t.test_connection().await });
+        let mechanisms = self.mechanisms();
+        let test = self.with_retry(|credentials, generation| async move {
+            let login = SessionLogin {
+                credentials: &credentials,
+                mechanisms,
+                generation,
+            };
+            self.sessions.test(&login).await
+        });
         match tokio::time::timeout(self.timeout, test).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(f)) => Err(f),
             Err(_) => Err(timeout_failure(self.timeout.as_secs())),
         }

@@ -61,7 +61,7 @@ impl SpoolOutbox {
         notify: mpsc::Sender<String>,
     ) -> Result<SpoolOutbox, SpoolError> {
         let spool = Spool::open(&config.dir)?;
-        let (n, _) = spool.usage()?;
+        let (n, _) = spool.usage();
         stats.depth_add(n as u64);
         Ok(SpoolOutbox {
             spool,
@@ -102,18 +102,18 @@ impl Outbox {
                 };
                 let spool = o.spool.clone();
                 let (max_messages, max_bytes) = (o.max_messages, o.max_bytes);
-                // The spool directory is the truth about what is queued (delivery removes files).
                 let put = tokio::task::spawn_blocking(move || {
-                    let (depth, used) = spool.usage()?;
-                    if depth >= max_messages || used + bytes.len() as u64 > max_bytes {
-                        return Err(OutboxError::Full {
-                            depth: depth as u64,
-                            bytes: used,
-                            max_messages,
-                            max_bytes,
-                        });
-                    }
-                    Ok(spool.put(&meta, &bytes)?)
+                    spool
+                        .put_within(&meta, &bytes, max_messages, max_bytes)
+                        .map_err(|e| match e {
+                            SpoolError::Full { depth, bytes } => OutboxError::Full {
+                                depth: depth as u64,
+                                bytes,
+                                max_messages,
+                                max_bytes,
+                            },
+                            other => other.into(),
+                        })
                 })
                 .await
                 .map_err(|e| OutboxError::Task(e.to_string()))?;

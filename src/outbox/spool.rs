@@ -6,9 +6,11 @@
 //! fsynced, so after a crash a message is either wholly there or not at all. Messages that
 //! can never be delivered move to `dead/` with a `.reason` file beside them.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +24,9 @@ pub enum SpoolError {
     Io { path: PathBuf, source: io::Error },
     #[error("outbox {path}: damaged spool file: {reason}")]
     Damaged { path: PathBuf, reason: String },
+    /// Storing the message would pass `outbox.max_messages` or `outbox.max_bytes`.
+    #[error("the outbox is full ({depth} messages, {bytes} bytes)")]
+    Full { depth: usize, bytes: u64 },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
@@ -61,6 +66,30 @@ impl Entry {
 pub struct Spool {
     dir: PathBuf,
     dead: PathBuf,
+    /// Size of every spooled message, kept in memory so that checking the outbox bounds
+    /// costs no directory scan per message. Only this process writes the spool.
+    tally: Arc<Mutex<Tally>>,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    sizes: HashMap<String, u64>,
+    bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, id: &str, size: u64) {
+        if let Some(old) = self.sizes.insert(id.to_owned(), size) {
+            self.bytes -= old;
+        }
+        self.bytes += size;
+    }
+
+    fn forget(&mut self, id: &str) {
+        if let Some(old) = self.sizes.remove(id) {
+            self.bytes -= old;
+        }
+    }
 }
 
 impl Spool {
@@ -68,15 +97,21 @@ impl Spool {
     pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
         let dead = dir.join("dead");
         fs::create_dir_all(&dead).map_err(io_err(&dead))?;
+        let mut tally = Tally::default();
         for entry in fs::read_dir(dir).map_err(io_err(dir))?.flatten() {
             let p = entry.path();
             if p.extension().is_some_and(|e| e == "tmp") {
                 let _ = fs::remove_file(&p);
+            } else if p.extension().is_some_and(|e| e == EXT) {
+                if let Some(id) = p.file_stem().and_then(|s| s.to_str()) {
+                    tally.add(id, entry.metadata().map(|m| m.len()).unwrap_or(0));
+                }
             }
         }
         Ok(Spool {
             dir: dir.to_owned(),
             dead,
+            tally: Arc::new(Mutex::new(tally)),
         })
     }
 
@@ -112,12 +147,41 @@ impl Spool {
 
     /// Durably store a message. Returns its id.
     pub fn put(&self, meta: &Meta, bytes: &[u8]) -> Result<String, SpoolError> {
+        self.put_within(meta, bytes, usize::MAX, u64::MAX)
+    }
+
+    /// Durably store a message unless the spool would then hold more than `max_messages`
+    /// messages or `max_bytes` bytes ([`SpoolError::Full`]). Returns its id.
+    pub fn put_within(
+        &self,
+        meta: &Meta,
+        bytes: &[u8],
+        max_messages: usize,
+        max_bytes: u64,
+    ) -> Result<String, SpoolError> {
         let id = Self::id_for(&meta.message_id);
         let mut content = serde_json::to_vec(meta).expect("meta serializes");
         content.push(b'\n');
         content.extend_from_slice(bytes);
-        write_atomic(&self.dir, &self.path(&id), &content)?;
+        let size = content.len() as u64;
+        {
+            // Reserve before writing, so concurrent writers cannot together pass the bounds.
+            let mut tally = self.lock();
+            if tally.sizes.len() >= max_messages || tally.bytes + size > max_bytes {
+                return Err(SpoolError::Full {
+                    depth: tally.sizes.len(),
+                    bytes: tally.bytes,
+                });
+            }
+            tally.add(&id, size);
+        }
+        write_atomic(&self.dir, &self.path(&id), &content)
+            .inspect_err(|_| self.lock().forget(&id))?;
         Ok(id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Ids of all spooled messages, oldest first (ids start with the creation time).
@@ -136,19 +200,9 @@ impl Spool {
     }
 
     /// Number of messages and their total size in bytes.
-    pub fn usage(&self) -> Result<(usize, u64), SpoolError> {
-        let mut n = 0;
-        let mut bytes = 0;
-        for e in fs::read_dir(&self.dir)
-            .map_err(io_err(&self.dir))?
-            .flatten()
-        {
-            if e.path().extension().is_some_and(|x| x == EXT) {
-                n += 1;
-                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-            }
-        }
-        Ok((n, bytes))
+    pub fn usage(&self) -> (usize, u64) {
+        let tally = self.lock();
+        (tally.sizes.len(), tally.bytes)
     }
 
     pub fn load(&self, id: &str) -> Result<Entry, SpoolError> {
@@ -177,10 +231,12 @@ impl Spool {
     pub fn remove(&self, id: &str) -> Result<(), SpoolError> {
         let path = self.path(id);
         match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(&path)(e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
         }
+        self.lock().forget(id);
+        Ok(())
     }
 
     /// Move an undeliverable message to `dead/`, with the reason beside it.
@@ -193,6 +249,7 @@ impl Spool {
             format!("{reason}\n").as_bytes(),
         )?;
         fs::rename(&from, &to).map_err(io_err(&from))?;
+        self.lock().forget(id);
         sync_dir(&self.dead)?;
         sync_dir(&self.dir)?;
         Ok(to)

@@ -61,7 +61,7 @@ impl Decoder for ControlDecoder {
                 "ON" | "ARM" | "TRUE" | "1" => ControlAction::Arm(true),
                 "OFF" | "DISARM" | "FALSE" | "0" => ControlAction::Arm(false),
                 _ => {
-                    return Decoded::Ignored(format!(
+                    return Decoded::Malformed(format!(
                         "{}: payload {payload:?} is not ON or OFF",
                         msg.topic
                     ))
@@ -81,7 +81,7 @@ impl Decoder for ControlDecoder {
                         ControlAction::Snooze(Duration::from_secs(m * 60))
                     }
                     _ => {
-                        return Decoded::Ignored(format!(
+                        return Decoded::Malformed(format!(
                             "{}: payload {payload:?} is not a number of minutes (0 cancels)",
                             msg.topic
                         ))
@@ -295,11 +295,11 @@ mod tests {
         ));
         assert!(matches!(
             decode("snapmail/door/snooze", "soon", false),
-            Decoded::Ignored(_)
+            Decoded::Malformed(_)
         ));
         assert!(matches!(
             decode("snapmail/door/set", "maybe", false),
-            Decoded::Ignored(_)
+            Decoded::Malformed(_)
         ));
     }
 

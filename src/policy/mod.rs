@@ -443,6 +443,9 @@ pub async fn run(mut policy: Policy, mut rx: mpsc::Receiver<Input>, mut links: L
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut logged_filtered = Dedup::new(Duration::from_secs(3600), 10_000);
     loop {
+        // Commands are saved at once; what events change (the daily budget) at the next
+        // tick, so a burst of events costs one write a second, not one per mail.
+        let mut save = false;
         tokio::select! {
             input = rx.recv() => match input {
                 None => break,
@@ -470,6 +473,7 @@ pub async fn run(mut policy: Policy, mut rx: mpsc::Receiver<Input>, mut links: L
                     };
                     info!("control: {target} {what} ({} changed)", changed.len());
                     publish(&links, policy.state_messages(Some(&changed), now)).await;
+                    save = true;
                 }
             },
             changed = async { links.connections.as_mut().expect("guarded").changed().await },
@@ -485,19 +489,32 @@ pub async fn run(mut policy: Policy, mut rx: mpsc::Receiver<Input>, mut links: L
                 let now = Now::system();
                 let t = policy.tick(now);
                 publish(&links, policy.state_messages(Some(&t.woke), now)).await;
+                save = true;
+                let mut closed = false;
                 for d in t.digests {
                     info!(camera = %d.camera, "digest: {}", d.headline());
                     if links.digests.send(d).await.is_err() {
-                        return;
+                        closed = true;
+                        break;
                     }
+                }
+                if closed {
+                    break;
                 }
             }
         }
-        if policy.take_dirty() {
-            if let Some(path) = &links.state_file {
-                if let Err(e) = save_state(path, &policy.state()).await {
-                    warn!("{e}");
-                }
+        if save {
+            save_if_dirty(&mut policy, &links).await;
+        }
+    }
+    save_if_dirty(&mut policy, &links).await;
+}
+
+async fn save_if_dirty(policy: &mut Policy, links: &Links) {
+    if policy.take_dirty() {
+        if let Some(path) = &links.state_file {
+            if let Err(e) = save_state(path, &policy.state()).await {
+                warn!("{e}");
             }
         }
     }

@@ -90,7 +90,7 @@ impl Decoder for FrigateEvents {
     fn decode(&mut self, msg: Message<'_>) -> Decoded {
         let env: Envelope = match serde_json::from_slice(msg.payload) {
             Ok(e) => e,
-            Err(e) => return Decoded::Ignored(format!("not a Frigate event message: {e}")),
+            Err(e) => return Decoded::Malformed(format!("not a Frigate event message: {e}")),
         };
         let obj = env.after;
         if !matches!(env.kind.as_str(), "new" | "update" | "end") {
@@ -214,11 +214,11 @@ mod tests {
     fn old_string_sub_labels_and_garbage() {
         let old = r#"{"type":"update","after":{"id":"1.0-a","camera":"c","label":"person","sub_label":"Bob","false_positive":false,"has_snapshot":true}}"#;
         assert_eq!(event(old).sub_label.as_deref(), Some("Bob"));
-        assert!(matches!(decode("not json"), Decoded::Ignored(_)));
+        assert!(matches!(decode("not json"), Decoded::Malformed(_)));
         assert!(matches!(
             decode(r#"{"type":"new","after":{"camera":5}}"#),
-            Decoded::Ignored(_)
+            Decoded::Malformed(_)
         ));
-        assert!(matches!(decode("\u{0}\u{ff}"), Decoded::Ignored(_)));
+        assert!(matches!(decode("\u{0}\u{ff}"), Decoded::Malformed(_)));
     }
 }

@@ -93,7 +93,7 @@ impl Decoder for FrigateReviews {
     fn decode(&mut self, msg: Message<'_>) -> Decoded {
         let env: Envelope = match serde_json::from_slice(msg.payload) {
             Ok(e) => e,
-            Err(e) => return Decoded::Ignored(format!("not a Frigate review message: {e}")),
+            Err(e) => return Decoded::Malformed(format!("not a Frigate review message: {e}")),
         };
         if !matches!(env.kind.as_str(), "new" | "update" | "end") {
             // 0.17's `genai` adds a description to a review already mailed.
@@ -240,8 +240,8 @@ mod tests {
     #[test]
     fn garbage_is_ignored() {
         let mut d = alerts();
-        assert!(matches!(decode(&mut d, "{}"), Decoded::Ignored(_)));
-        assert!(matches!(decode(&mut d, "\u{0}"), Decoded::Ignored(_)));
+        assert!(matches!(decode(&mut d, "{}"), Decoded::Malformed(_)));
+        assert!(matches!(decode(&mut d, "\u{0}"), Decoded::Malformed(_)));
         let genai = NEW.replacen("\"new\"", "\"genai\"", 1);
         assert!(matches!(decode(&mut d, &genai), Decoded::Ignored(_)));
     }

@@ -69,7 +69,7 @@ impl Decoder for FrigateSnapshot {
             ));
         }
         if !msg.payload.starts_with(&[0xFF, 0xD8]) {
-            return Decoded::Ignored(format!(
+            return Decoded::Malformed(format!(
                 "payload on {} is not a JPEG (it does not start with FF D8)",
                 msg.topic
             ));
@@ -119,7 +119,7 @@ mod tests {
         };
         assert!(matches!(d.decode(m(JPEG, true)), Decoded::Ignored(w) if w.contains("retained")));
         assert!(
-            matches!(d.decode(m(b"1", false)), Decoded::Ignored(w) if w.contains("not a JPEG"))
+            matches!(d.decode(m(b"1", false)), Decoded::Malformed(w) if w.contains("not a JPEG"))
         );
         let mut small = FrigateSnapshot::new(
             "frigate",

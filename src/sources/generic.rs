@@ -209,7 +209,7 @@ impl Decoder for Generic {
             return Decoded::Event(Box::new(ev));
         }
         let Ok(text) = std::str::from_utf8(payload) else {
-            return Decoded::Ignored("binary payload that is not a JPEG".into());
+            return Decoded::Malformed("binary payload that is not a JPEG".into());
         };
         let trimmed = text.trim();
         let json = trimmed
@@ -247,7 +247,7 @@ impl Decoder for Generic {
             return self.decode_json(msg.topic, &v);
         }
         if trimmed.starts_with('{') {
-            return Decoded::Ignored("payload looks like JSON but does not parse".into());
+            return Decoded::Malformed("payload looks like JSON but does not parse".into());
         }
         let camera = self.camera_for(msg.topic, None);
         // `/9j/` is base64 for FF D8 FF: a JPEG sent as text (Blue Iris `&ALERT_JPEG`).

@@ -199,7 +199,7 @@ impl Decoder for HikvisionBridge {
         let trimmed = text.trim();
         if trimmed.starts_with('{') {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(trimmed) else {
-                return Decoded::Ignored("payload is not valid JSON".into());
+                return Decoded::Malformed("payload is not valid JSON".into());
             };
             if v.get("status").is_some() && v.get("devId").is_none() {
                 return Decoded::Ignored(format!("bridge status message {trimmed}"));

@@ -191,6 +191,9 @@ pub enum Decoded {
     Control(Control),
     /// Not an event worth a decision (heartbeats, false positives, …), with the reason.
     Ignored(String),
+    /// A payload this source cannot read at all (broken JSON, wrong types, not a picture):
+    /// something upstream is misconfigured, so the user hears about it, with the reason.
+    Malformed(String),
 }
 
 /// Translates the messages of one source kind into events.

@@ -183,6 +183,11 @@ pub async fn run(
                             }
                         }
                         Decoded::Ignored(why) => debug!(topic, "mqtt: ignored: {why}"),
+                        Decoded::Malformed(why) => warn!(
+                            topic,
+                            bytes = p.payload.len(),
+                            "mqtt: unreadable message ignored: {why}"
+                        ),
                     }
                 }
             }

@@ -36,6 +36,8 @@ pub struct ReceivedMail {
     pub data: Vec<u8>,
     /// Which listener it came in on (`starttls_port` or `tls_port`).
     pub port: u16,
+    /// When the server accepted it: just before its 250 reply was written.
+    pub accepted_at: Instant,
 }
 
 impl std::fmt::Debug for ReceivedMail {
@@ -171,9 +173,16 @@ struct Accounts {
 
 pub struct SmtpBuilder {
     accounts: Accounts,
+    starttls_port: u16,
 }
 
 impl SmtpBuilder {
+    /// Listen for STARTTLS on this port instead of a free one (0), e.g. 25 for clients
+    /// that cannot be told a port.
+    pub fn starttls_port(mut self, port: u16) -> Self {
+        self.starttls_port = port;
+        self
+    }
     pub fn username(mut self, v: &str) -> Self {
         self.accounts.username = v.to_string();
         self
@@ -201,7 +210,7 @@ impl SmtpBuilder {
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, &certs.ca_pem).expect("write ca.pem");
 
-        let starttls = TcpListener::bind("127.0.0.1:0")
+        let starttls = TcpListener::bind(("127.0.0.1", self.starttls_port))
             .await
             .expect("bind SMTP STARTTLS listener");
         let tls = TcpListener::bind("127.0.0.1:0")
@@ -265,6 +274,7 @@ impl SmtpServer {
                 account_password: "correct-horse-account".into(),
                 oauth_token: "ya29.valid-token".into(),
             },
+            starttls_port: 0,
         }
     }
 
@@ -299,6 +309,16 @@ impl SmtpServer {
     /// content as `[data: N bytes]`.
     pub fn transcript(&self) -> String {
         self.lock().transcript.join("\n")
+    }
+
+    /// How many messages were accepted so far (cheaper than `messages().len()`).
+    pub fn count(&self) -> usize {
+        self.lock().messages.len()
+    }
+
+    /// When each message was accepted, in order.
+    pub fn accepted_times(&self) -> Vec<Instant> {
+        self.lock().messages.iter().map(|m| m.accepted_at).collect()
     }
 
     /// Waits until at least `n` messages were accepted and returns all of them.
@@ -1166,6 +1186,7 @@ impl Session {
             rcpt_to: std::mem::take(&mut self.rcpt_to),
             data,
             port: self.port,
+            accepted_at: Instant::now(),
         };
         self.reset_transaction();
         let ts = SystemTime::now()

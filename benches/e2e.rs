@@ -1,0 +1,683 @@
+//! `cargo bench --bench e2e`: the release binary end to end against real peers on loopback —
+//! Mosquitto, the Gmail-like TLS SMTP server and a Frigate-like HTTP server (the same ones
+//! the integration tests use) — and the same burst through mqttwarn's smtp service when
+//! `mqttwarn` is installed (`pip install mqttwarn`).
+//!
+//! Scenarios, each on fresh servers:
+//! - **start**: process spawn → `mqtt: subscribed`, and resident memory once idle;
+//! - **latency**: one event at a time, MQTT publish → the SMTP server's `250` after DATA, for
+//!   a 1080p snapshot fetched over HTTP and for a 1080p snapshot inside the MQTT payload;
+//! - **burst**: 1,000 events on 100 cameras published back to back, limits off → mails/s
+//!   until the last one is accepted; text-only (what mqttwarn sends) and with 1080p pictures;
+//! - **storm**: 10,000 events in 10 s on 50 cameras with a one-mail-per-minute cooldown →
+//!   exactly 50 mails, then one digest per camera covering every other event; the decision
+//!   backlog and memory are sampled while it runs.
+//!
+//! Prints one Markdown table; the README's "Performance" section reproduces it. The figures
+//! are wall-clock times on whatever else the machine is doing: run it on a quiet machine.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use support::daemon::Daemon;
+use support::{free_port, http, images, mosquitto, smtp};
+
+const NEW: &str = include_str!("../tests/fixtures/frigate-events-new-0.14.json");
+/// Bound on any single wait; a scenario that needs longer is broken, not slow.
+const PATIENCE: Duration = Duration::from_secs(180);
+const LATENCY_SAMPLES: usize = 300;
+const LATENCY_WARMUP: usize = 10;
+const BURST_EVENTS: usize = 1_000;
+const BURST_CAMERAS: usize = 100;
+const STORM_EVENTS: usize = 10_000;
+const STORM_CAMERAS: usize = 50;
+const STORM_SECONDS: u64 = 10;
+
+fn main() {
+    support::install_crypto();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(run());
+}
+
+async fn run() {
+    // `cargo bench --bench e2e -- storm` runs one group: start, latency, burst, storm.
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |group: &str| only.as_deref().is_none_or(|o| o == group);
+    println!("{}", machine());
+    let mut rows = Table::default();
+
+    if wanted("start") {
+        let start = start_and_idle().await;
+        rows.add(
+            "start → subscribed (median of 5)",
+            ms(start.subscribed),
+            "",
+            "",
+        );
+        rows.add(
+            "idle RSS after start (max of 5)",
+            mb(start.idle_rss),
+            "",
+            "≤ 10 MB",
+        );
+    }
+
+    if wanted("latency") {
+        for (name, kind) in [
+            ("event → 250, 1080p over HTTP", Snapshot::Http),
+            ("event → 250, 1080p in the payload", Snapshot::Payload),
+        ] {
+            let lat = latency(kind).await;
+            rows.add(
+                &format!("{name}: p50 / p95 / p99"),
+                format!(
+                    "{} / {} / {}",
+                    ms(lat.p(0.50)),
+                    ms(lat.p(0.95)),
+                    ms(lat.p(0.99))
+                ),
+                "",
+                "p50 ≤ 15 ms, p99 ≤ 50 ms",
+            );
+        }
+    }
+
+    if wanted("burst") {
+        let text = burst(Snapshot::None).await;
+        let peer = match mqttwarn_unavailable() {
+            None => Some(mqttwarn_burst().await),
+            Some(why) => {
+                println!("no side-by-side figure: {why}");
+                None
+            }
+        };
+        let ratio = |ours: f64| match peer {
+            Some(theirs) => format!("{:.1}×", ours / theirs),
+            None => "—".into(),
+        };
+        rows.add(
+            "burst 1,000 events / 100 cameras, text mails",
+            rate(text),
+            &peer.map(rate).unwrap_or_else(|| "—".into()),
+            &format!("{} (target ≥ 20×)", ratio(text)),
+        );
+        let pictures = burst(Snapshot::Http).await;
+        rows.add(
+            "burst 1,000 events / 100 cameras, 1080p pictures",
+            rate(pictures),
+            "(sends no pictures)",
+            &ratio(pictures),
+        );
+    }
+
+    if wanted("storm") {
+        let s = storm().await;
+        rows.add(
+            "storm 10,000 events / 10 s / 50 cameras, 1 per min",
+            format!(
+                "{} mails + {} digests covering {} events",
+                s.mails, s.digests, s.digested
+            ),
+            "",
+            "exactly 50 + 50 covering 9,950",
+        );
+        rows.add(
+            "storm: decisions behind publishes (max / at the end)",
+            format!(
+                "{} / {} events; all decided {} after the last publish",
+                s.max_backlog,
+                s.end_backlog,
+                ms(s.drain)
+            ),
+            "",
+            "no growing backlog",
+        );
+        rows.add("storm: peak RSS", mb(s.peak_rss), "", "≤ 40 MB");
+    }
+
+    println!();
+    rows.print();
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios
+
+struct Start {
+    subscribed: Duration,
+    idle_rss: u64,
+}
+
+async fn start_and_idle() -> Start {
+    let broker = mosquitto::start();
+    let smtp = smtp::start().await;
+    let frigate = http::start(http::frigate(images::camera_jpeg(1920, 1080, 85))).await;
+    let mut times = Vec::new();
+    let mut rss = 0;
+    for _ in 0..5 {
+        let began = Instant::now();
+        let mut d = daemon(&config(&broker, &smtp, &frigate, ""), &[]);
+        let subscribed = wait_for_log(&d, "mqtt: subscribed").await;
+        times.push(subscribed - began);
+        // Idle means after the start-up work is done: give it a moment with nothing to do.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rss = rss.max(status_kb(&d, "VmRSS") * 1024);
+        d.terminate();
+        d.wait_exit(PATIENCE).await;
+    }
+    times.sort();
+    Start {
+        subscribed: times[times.len() / 2],
+        idle_rss: rss,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Snapshot {
+    /// No picture: a text-only mail, what mqttwarn sends.
+    None,
+    /// A Frigate event; the picture comes from Frigate's HTTP API.
+    Http,
+    /// The JPEG itself on Frigate's snapshot topic.
+    Payload,
+}
+
+/// Topic and payload of event `n` on `camera` (the JPEG is for in-payload pictures).
+type MakeEvent = fn(&str, usize, &[u8]) -> (String, Vec<u8>);
+
+/// A source section and how its events look.
+fn scenario(kind: Snapshot) -> (&'static str, MakeEvent) {
+    match kind {
+        Snapshot::None => (
+            "sources:\n  - kind: mqtt\n    topic: bench/+\n",
+            |camera, n, _| {
+                (
+                    format!("bench/{camera}"),
+                    format!("motion {n}").into_bytes(),
+                )
+            },
+        ),
+        Snapshot::Http => ("", |camera, n, _| {
+            ("frigate/events".into(), frigate_event(camera, n))
+        }),
+        Snapshot::Payload => (
+            "sources:\n  - kind: frigate_snapshot\n",
+            |camera, _, jpeg| (format!("frigate/{camera}/person/snapshot"), jpeg.to_vec()),
+        ),
+    }
+}
+
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn p(&self, q: f64) -> Duration {
+        let mut v = self.0.clone();
+        v.sort();
+        v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1]
+    }
+}
+
+/// One event at a time: publish, wait for the 250, take the server's acceptance time.
+async fn latency(kind: Snapshot) -> Latencies {
+    let jpeg = images::camera_jpeg(1920, 1080, 85);
+    let broker = mosquitto::start();
+    let smtp = smtp::start().await;
+    let frigate = http::start(http::frigate(jpeg.clone())).await;
+    let (sources, event) = scenario(kind);
+    let d = daemon(&config(&broker, &smtp, &frigate, sources), &LIMITS_OFF);
+    wait_for_log(&d, "mqtt: subscribed").await;
+    let publisher = Publisher::connect(broker.port).await;
+    let mut samples = Vec::new();
+    for n in 0..LATENCY_WARMUP + LATENCY_SAMPLES {
+        let (topic, payload) = event(&format!("cam{}", n % 4), n, &jpeg);
+        let sent = Instant::now();
+        publisher.publish(&topic, payload).await;
+        wait_for_count(&smtp, n + 1, &d).await;
+        let accepted = smtp.state.lock().unwrap().messages[n].accepted_at;
+        if n >= LATENCY_WARMUP {
+            samples.push(accepted - sent);
+        }
+    }
+    check_pictures(&smtp, kind);
+    Latencies(samples)
+}
+
+/// 1,000 events on 100 cameras, back to back; mails per second from the first publish to
+/// the last 250.
+async fn burst(kind: Snapshot) -> f64 {
+    let jpeg = images::camera_jpeg(1920, 1080, 85);
+    let broker = mosquitto::start();
+    let smtp = smtp::start().await;
+    let frigate = http::start(http::frigate(jpeg.clone())).await;
+    let (sources, event) = scenario(kind);
+    let d = daemon(&config(&broker, &smtp, &frigate, sources), &LIMITS_OFF);
+    wait_for_log(&d, "mqtt: subscribed").await;
+    let publisher = Publisher::connect(broker.port).await;
+    let messages: Vec<_> = (0..BURST_EVENTS)
+        .map(|n| event(&format!("cam{:03}", n % BURST_CAMERAS), n, &jpeg))
+        .collect();
+    let began = Instant::now();
+    for (topic, payload) in messages {
+        publisher.publish(&topic, payload).await;
+    }
+    wait_for_count(&smtp, BURST_EVENTS, &d).await;
+    check_pictures(&smtp, kind);
+    let last = *smtp.accepted_times().last().expect("mails arrived");
+    BURST_EVENTS as f64 / (last - began).as_secs_f64()
+}
+
+struct Storm {
+    mails: usize,
+    digests: usize,
+    /// Events the digests say they cover.
+    digested: usize,
+    max_backlog: u64,
+    end_backlog: u64,
+    drain: Duration,
+    peak_rss: u64,
+}
+
+async fn storm() -> Storm {
+    let broker = mosquitto::start();
+    let smtp = smtp::start().await;
+    let frigate = http::start(http::frigate(images::camera_jpeg(1920, 1080, 85))).await;
+    let metrics_port = free_port();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let envs = [
+        ("SNAPMAIL__RATE_LIMIT__COOLDOWN", "1m"),
+        ("SNAPMAIL__DAILY_LIMIT", "100000"),
+        ("SNAPMAIL__HTTP__LISTEN", listen.as_str()),
+        ("RUST_LOG", "info"),
+    ];
+    let d = daemon(&config(&broker, &smtp, &frigate, ""), &envs);
+    wait_for_log(&d, "mqtt: subscribed").await;
+    let publisher = Publisher::connect(broker.port).await;
+    let metrics = format!("http://{listen}/metrics");
+
+    let per_tick = STORM_EVENTS / (STORM_SECONDS as usize * 100);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut max_backlog = 0;
+    let mut last_sample = Instant::now();
+    let mut n = 0;
+    while n < STORM_EVENTS {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            let camera = format!("cam{:02}", n % STORM_CAMERAS);
+            publisher
+                .publish("frigate/events", frigate_event(&camera, n))
+                .await;
+            n += 1;
+        }
+        if last_sample.elapsed() >= Duration::from_millis(250) {
+            last_sample = Instant::now();
+            let decided = counter_sum(&metrics, "snapmail_decisions_total").await;
+            max_backlog = max_backlog.max((n as u64).saturating_sub(decided));
+        }
+    }
+    let published = Instant::now();
+    let end_backlog =
+        (n as u64).saturating_sub(counter_sum(&metrics, "snapmail_decisions_total").await);
+    loop {
+        if counter_sum(&metrics, "snapmail_decisions_total").await >= STORM_EVENTS as u64 {
+            break;
+        }
+        assert!(
+            published.elapsed() < PATIENCE,
+            "storm: not every event was decided; the log:\n{}",
+            tail(&d)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let drain = published.elapsed();
+    // Each camera: its first event mails, the other 199 wait for the cooldown and go out
+    // as one digest a minute later.
+    wait_for_count(&smtp, 2 * STORM_CAMERAS, &d).await;
+    let peak_rss = status_kb(&d, "VmHWM") * 1024;
+    let mails = smtp.messages();
+    let digests: Vec<_> = mails
+        .iter()
+        .filter_map(|m| {
+            let parsed = mail_parser::MessageParser::default().parse(&m.data)?;
+            digest_count(parsed.subject()?)
+        })
+        .collect();
+    Storm {
+        mails: mails.len() - digests.len(),
+        digests: digests.len(),
+        digested: digests.iter().sum(),
+        max_backlog,
+        end_backlog,
+        drain,
+        peak_rss,
+    }
+}
+
+/// The same burst, text only, through mqttwarn's smtp service: the same broker build and
+/// SMTP server, mqttwarn's defaults otherwise (one worker, one SMTP session per mail).
+///
+/// The SMTP server listens on port 25: smtplib sends `server` (`host:port`) as the TLS
+/// server name, which rustls refuses as not a DNS name, so mqttwarn gets a bare `localhost`.
+async fn mqttwarn_burst() -> f64 {
+    let broker = mosquitto::start();
+    let smtp = smtp::SmtpServer::builder().starttls_port(25).start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ini = dir.path().join("mqttwarn.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[defaults]\nhostname = '127.0.0.1'\nport = {mqtt}\nclientid = 'mqttwarn-bench'\n\
+             loglevel = WARNING\nlaunch = smtp\n\n\
+             [config:smtp]\nserver = 'localhost'\nsender = 'cam@example.com'\n\
+             username = 'cam@example.com'\npassword = 'abcdefghijklmnop'\nstarttls = True\n\
+             targets = {{'me': ['me@example.com']}}\n\n\
+             [bench/+]\ntargets = smtp:me\ntitle = {{topic}}\nformat = {{payload}}\n",
+            mqtt = broker.port,
+        ),
+    )
+    .expect("write mqttwarn.ini");
+    let log = std::fs::File::create(dir.path().join("mqttwarn.log")).expect("log file");
+    let mut child = Command::new("mqttwarn")
+        .arg(format!("--config-file={}", ini.display()))
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("run mqttwarn");
+    let began = Instant::now();
+    while !broker.log().contains("Sending SUBACK to mqttwarn-bench") {
+        assert!(
+            began.elapsed() < PATIENCE && child.try_wait().ok().flatten().is_none(),
+            "mqttwarn did not subscribe:\n{}",
+            std::fs::read_to_string(dir.path().join("mqttwarn.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let publisher = Publisher::connect(broker.port).await;
+    let (_, event) = scenario(Snapshot::None);
+    let began = Instant::now();
+    for n in 0..BURST_EVENTS {
+        let (topic, payload) = event(&format!("cam{:03}", n % BURST_CAMERAS), n, &[]);
+        publisher.publish(&topic, payload).await;
+    }
+    while smtp.count() < BURST_EVENTS {
+        assert!(
+            began.elapsed() < PATIENCE,
+            "mqttwarn mailed {} of {BURST_EVENTS}:\n{}",
+            smtp.count(),
+            std::fs::read_to_string(dir.path().join("mqttwarn.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let last = *smtp.accepted_times().last().expect("mails arrived");
+    stop(&mut child);
+    BURST_EVENTS as f64 / (last - began).as_secs_f64()
+}
+
+// ---------------------------------------------------------------------------------------
+// Plumbing
+
+/// No cooldown, no daily budget, no digests: every event is a mail.
+const LIMITS_OFF: [(&str, &str); 4] = [
+    ("SNAPMAIL__RATE_LIMIT__COOLDOWN", "0s"),
+    ("SNAPMAIL__DAILY_LIMIT", "1000000"),
+    ("SNAPMAIL__DIGEST__ENABLED", "false"),
+    ("RUST_LOG", "info"),
+];
+
+fn config(
+    broker: &mosquitto::Mosquitto,
+    smtp: &smtp::SmtpServer,
+    frigate: &http::HttpServer,
+    sources: &str,
+) -> String {
+    format!(
+        "mqtt:\n  url: {mqtt}\n  client_id: snapmail-bench\n\
+         smtp:\n  host: localhost\n  port: {port}\n  username: cam@example.com\n  \
+         password: \"abcd efgh ijkl mnop\"\n  to: [me@example.com]\n  ca_file: {ca}\n\
+         frigate:\n  url: {frigate}\n  version: \"0.14\"\n\
+         outbox:\n  dir: ./spool\n{sources}",
+        mqtt = broker.url(),
+        port = smtp.starttls_port,
+        ca = smtp.ca_file.display(),
+        frigate = frigate.url(),
+    )
+}
+
+fn daemon(config: &str, envs: &[(&str, &str)]) -> Daemon {
+    let mut all = vec![("RUST_LOG", "info")];
+    all.extend_from_slice(envs);
+    Daemon::start(Some(config), &all)
+}
+
+/// Waits (1 ms polls) for a log line; returns when it was seen.
+async fn wait_for_log(d: &Daemon, needle: &str) -> Instant {
+    let began = Instant::now();
+    loop {
+        if d.count_log(needle) > 0 {
+            return Instant::now();
+        }
+        assert!(
+            began.elapsed() < PATIENCE,
+            "no {needle:?} in the log:\n{}",
+            tail(d)
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn wait_for_count(smtp: &smtp::SmtpServer, n: usize, d: &Daemon) {
+    let began = Instant::now();
+    while smtp.count() < n {
+        assert!(
+            began.elapsed() < PATIENCE,
+            "{} of {n} mails arrived; the log:\n{}",
+            smtp.count(),
+            tail(d)
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Every mail carries a picture exactly when the scenario has one: a fast run that mailed
+/// without pictures would be a wrong run.
+fn check_pictures(smtp: &smtp::SmtpServer, kind: Snapshot) {
+    let with = smtp
+        .messages()
+        .iter()
+        .filter(|m| String::from_utf8_lossy(&m.data).contains("Content-Type: image/jpeg"))
+        .count();
+    let expected = if kind == Snapshot::None {
+        0
+    } else {
+        smtp.count()
+    };
+    assert_eq!(with, expected, "mails with a picture");
+}
+
+fn tail(d: &Daemon) -> String {
+    let logs = d.logs();
+    let lines: Vec<&str> = logs.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// A Frigate `new` event for `camera` with a unique id.
+fn frigate_event(camera: &str, n: usize) -> Vec<u8> {
+    NEW.replace(
+        "1731254400.123456-k3v9qz",
+        &format!("1731254400.{n:06}-{camera}"),
+    )
+    .replace("\"driveway\"", &format!("{camera:?}"))
+    .into_bytes()
+}
+
+/// `"199 more events on cam07 since …"` → 199.
+fn digest_count(subject: &str) -> Option<usize> {
+    let (n, rest) = subject.split_once(' ')?;
+    rest.starts_with("more event").then(|| n.parse().ok())?
+}
+
+/// One persistent client publishing at QoS 1, its event loop polled in a task.
+struct Publisher {
+    client: AsyncClient,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    async fn connect(port: u16) -> Publisher {
+        let mut opts = MqttOptions::new(format!("bench-{}", free_port()), "127.0.0.1", port);
+        opts.set_max_packet_size(16 << 20, 16 << 20);
+        opts.set_inflight(1000);
+        let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        if let Some(tx) = ready.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => panic!("bench publisher lost the broker: {e}"),
+                }
+            }
+        });
+        tokio::time::timeout(PATIENCE, ready_rx)
+            .await
+            .expect("publisher connects")
+            .expect("publisher task alive");
+        Publisher { client, task }
+    }
+
+    async fn publish(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("queue a publish");
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Sum of every sample of a counter on the daemon's `/metrics`.
+async fn counter_sum(url: &str, name: &str) -> u64 {
+    let body = reqwest::get(url)
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("GET /metrics");
+    let text = body.text().await.expect("metrics body");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A `/proc/<pid>/status` field in kB.
+fn status_kb(d: &Daemon, field: &str) -> u64 {
+    let pid = d.pid().expect("daemon running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Why the mqttwarn figure cannot be taken here, if it cannot.
+fn mqttwarn_unavailable() -> Option<String> {
+    let installed = Command::new("mqttwarn")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        return Some("mqttwarn is not installed (pip install mqttwarn)".into());
+    }
+    match std::net::TcpListener::bind("127.0.0.1:25") {
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "cannot listen on 127.0.0.1:25 for it ({e}); run as root"
+        )),
+    }
+}
+
+fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mosq = Command::new("mosquitto")
+        .arg("-h")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    format!(
+        "machine: {cpu}, {cores} cores; load average {}; {mosq}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn rate(per_s: f64) -> String {
+    format!("{per_s:.0} mails/s")
+}
+
+#[derive(Default)]
+struct Table(Vec<[String; 4]>);
+
+impl Table {
+    fn add(&mut self, what: &str, ours: impl Into<String>, theirs: &str, note: &str) {
+        self.0
+            .push([what.into(), ours.into(), theirs.into(), note.into()]);
+    }
+
+    fn print(&self) {
+        println!("| scenario | snapmail | mqttwarn | ratio / target |");
+        println!("|---|---|---|---|");
+        for [a, b, c, d] in &self.0 {
+            println!("| {a} | {b} | {c} | {d} |");
+        }
+    }
+}
