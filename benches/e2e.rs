@@ -52,6 +52,10 @@ async fn run() {
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |group: &str| only.as_deref().is_none_or(|o| o == group);
     println!("{}", machine());
+    println!(
+        "snapshots: 1920×1080 q85 camera-like JPEG, {} KB; mailed at the default 1280 px",
+        images::camera_jpeg(1920, 1080, 85).len() / 1000
+    );
     let mut rows = Table::default();
 
     if wanted("start") {
