@@ -11,7 +11,7 @@
 //! At start and after a pause only one message is sent (a probe) until one succeeds, so a wrong
 //! password costs one login per `credentials_pause`, not one per queued mail.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -64,6 +64,9 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut pending: BTreeMap<String, Pending> = BTreeMap::new();
+    // (due, id) of every pending message not being sent right now, so the next one to send
+    // and the next wake-up are found without walking the whole queue.
+    let mut ready: BTreeSet<(Instant, String)> = BTreeSet::new();
     let now = Instant::now();
     match spool.list() {
         Ok(ids) => {
@@ -71,14 +74,12 @@ pub async fn run(
                 info!(count = ids.len(), dir = %spool.dir().display(), "outbox: resending messages left in the spool");
             }
             for id in ids {
-                let p = Pending::new(&id, now, &settings);
-                pending.insert(id, p);
+                enqueue(&mut pending, &mut ready, id, now, &settings);
             }
         }
         Err(e) => error!("outbox: cannot read the spool: {e}"),
     }
     let mut in_flight: JoinSet<(String, Outcome)> = JoinSet::new();
-    let mut busy: HashSet<String> = HashSet::new();
     // While paused: until when. While probing only one send is in flight: at start (so a
     // wrong password costs one login, not one per connection) and after every pause.
     let mut paused_until: Option<Instant> = None;
@@ -93,22 +94,19 @@ pub async fn run(
         if paused_until.is_some_and(|t| now >= t) {
             paused_until = None;
         }
+        let limit = if probing {
+            1
+        } else {
+            settings.max_in_flight.max(1)
+        };
         if paused_until.is_none() {
-            let limit = if probing {
-                1
-            } else {
-                settings.max_in_flight.max(1)
-            };
             while in_flight.len() < limit {
-                let Some(id) = pending
-                    .iter()
-                    .filter(|(id, p)| p.due <= now && !busy.contains(*id))
-                    .min_by_key(|(id, p)| (p.due, (*id).clone()))
-                    .map(|(id, _)| id.clone())
-                else {
+                if ready.first().is_none_or(|(due, _)| *due > now) {
+                    break;
+                }
+                let Some((_, id)) = ready.pop_first() else {
                     break;
                 };
-                busy.insert(id.clone());
                 let spool = spool.clone();
                 let mailer = mailer.clone();
                 in_flight.spawn(async move {
@@ -118,28 +116,29 @@ pub async fn run(
             }
         }
         let next_wake = paused_until.unwrap_or_else(|| {
-            pending
-                .iter()
-                .filter(|(id, _)| !busy.contains(*id))
-                .map(|(_, p)| p.due)
-                .min()
-                .unwrap_or(now + Duration::from_secs(3600))
+            let idle = now + Duration::from_secs(3600);
+            if in_flight.len() >= limit {
+                // Every connection is busy: a finished send wakes the loop. Waking for a
+                // message that is already due would only spin.
+                return idle;
+            }
+            ready.first().map_or(idle, |(due, _)| *due)
         });
 
         tokio::select! {
             _ = shutdown.changed() => break,
             id = new_rx.recv(), if producer_open => match id {
-                Some(id) => {
-                    let p = Pending::new(&id, Instant::now(), &settings);
-                    pending.insert(id, p);
-                }
+                Some(id) => enqueue(&mut pending, &mut ready, id, Instant::now(), &settings),
                 // The producer is gone; keep delivering what is queued until shutdown.
                 None => producer_open = false,
             },
             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
                 if let Ok((id, outcome)) = joined {
-                    busy.remove(&id);
                     let verdict = handle(&spool, &settings, &stats, &mut pending, &id, outcome, &mut credentials_told).await;
+                    // Still queued (a retry, or held by a pause): due again at its `due`.
+                    if let Some(p) = pending.get(&id) {
+                        ready.insert((p.due, id));
+                    }
                     match verdict {
                         Verdict::Continue => {
                             probing = false;
@@ -218,8 +217,24 @@ fn created_from_id(id: &str) -> u64 {
         })
 }
 
+/// Queue a spooled message for sending now.
+fn enqueue(
+    pending: &mut BTreeMap<String, Pending>,
+    ready: &mut BTreeSet<(Instant, String)>,
+    id: String,
+    now: Instant,
+    settings: &DeliverySettings,
+) {
+    let p = Pending::new(&id, now, settings);
+    if let Some(old) = pending.insert(id.clone(), p) {
+        ready.remove(&(old.due, id.clone()));
+    }
+    ready.insert((now, id));
+}
+
 fn update_oldest(stats: &Stats, pending: &BTreeMap<String, Pending>) {
-    let oldest = pending.values().map(|p| p.created).min().unwrap_or(0);
+    // Spool ids start with the creation time, so the first id is the oldest message.
+    let oldest = pending.values().next().map_or(0, |p| p.created);
     stats
         .oldest_created
         .store(oldest, std::sync::atomic::Ordering::Relaxed);
