@@ -67,8 +67,8 @@ async fn run() {
             "",
         );
         rows.add(
-            "idle RSS after start (max of 5)",
-            mb(start.idle_rss),
+            "idle RSS after start, max of 5 (anonymous part)",
+            format!("{} ({})", mb(start.idle_rss), mb(start.idle_anon)),
             "",
             "≤ 10 MB",
         );
@@ -144,7 +144,12 @@ async fn run() {
             "",
             "no growing backlog",
         );
-        rows.add("storm: peak RSS", mb(s.peak_rss), "", "≤ 40 MB");
+        rows.add(
+            "storm: peak RSS (anonymous part, sampled)",
+            format!("{} ({})", mb(s.peak_rss), mb(s.peak_anon)),
+            "",
+            "≤ 40 MB",
+        );
     }
 
     println!();
@@ -157,6 +162,7 @@ async fn run() {
 struct Start {
     subscribed: Duration,
     idle_rss: u64,
+    idle_anon: u64,
 }
 
 async fn start_and_idle() -> Start {
@@ -165,6 +171,7 @@ async fn start_and_idle() -> Start {
     let frigate = http::start(http::frigate(images::camera_jpeg(1920, 1080, 85))).await;
     let mut times = Vec::new();
     let mut rss = 0;
+    let mut anon = 0;
     for _ in 0..5 {
         let began = Instant::now();
         let mut d = daemon(&config(&broker, &smtp, &frigate, ""), &[]);
@@ -173,6 +180,7 @@ async fn start_and_idle() -> Start {
         // Idle means after the start-up work is done: give it a moment with nothing to do.
         tokio::time::sleep(Duration::from_secs(2)).await;
         rss = rss.max(status_kb(&d, "VmRSS") * 1024);
+        anon = anon.max(status_kb(&d, "RssAnon") * 1024);
         d.terminate();
         d.wait_exit(PATIENCE).await;
     }
@@ -180,6 +188,7 @@ async fn start_and_idle() -> Start {
     Start {
         subscribed: times[times.len() / 2],
         idle_rss: rss,
+        idle_anon: anon,
     }
 }
 
@@ -286,6 +295,8 @@ struct Storm {
     end_backlog: u64,
     drain: Duration,
     peak_rss: u64,
+    /// Highest anonymous RSS seen while sampling (a lower bound of the true peak).
+    peak_anon: u64,
 }
 
 async fn storm() -> Storm {
@@ -309,6 +320,9 @@ async fn storm() -> Storm {
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut max_backlog = 0;
+    // RSS counts the binary's mapped pages too (about 10 MB of it at idle); the anonymous
+    // part is the daemon's own memory, sampled with the backlog.
+    let mut peak_anon = 0;
     let mut last_sample = Instant::now();
     let mut n = 0;
     while n < STORM_EVENTS {
@@ -324,6 +338,7 @@ async fn storm() -> Storm {
             last_sample = Instant::now();
             let decided = counter_sum(&metrics, "snapmail_decisions_total").await;
             max_backlog = max_backlog.max((n as u64).saturating_sub(decided));
+            peak_anon = peak_anon.max(status_kb(&d, "RssAnon") * 1024);
         }
     }
     let published = Instant::now();
@@ -345,6 +360,7 @@ async fn storm() -> Storm {
     // as one digest a minute later.
     wait_for_count(&smtp, 2 * STORM_CAMERAS, &d).await;
     let peak_rss = status_kb(&d, "VmHWM") * 1024;
+    let peak_anon = peak_anon.max(status_kb(&d, "RssAnon") * 1024);
     let mails = smtp.messages();
     let digests: Vec<_> = mails
         .iter()
@@ -361,6 +377,7 @@ async fn storm() -> Storm {
         end_backlog,
         drain,
         peak_rss,
+        peak_anon,
     }
 }
 
