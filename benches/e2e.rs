@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use support::daemon::Daemon;
-use support::{free_port, http, images, mosquitto, smtp};
+use support::rig::{self, Rig};
+use support::{free_port, images, mosquitto, smtp};
 
-const NEW: &str = include_str!("../tests/fixtures/frigate-events-new-0.14.json");
 /// Bound on any single wait; a scenario that needs longer is broken, not slow.
 const PATIENCE: Duration = Duration::from_secs(180);
 const LATENCY_SAMPLES: usize = 300;
@@ -166,15 +166,13 @@ struct Start {
 }
 
 async fn start_and_idle() -> Start {
-    let broker = mosquitto::start();
-    let smtp = smtp::start().await;
-    let frigate = http::start(http::frigate(images::camera_jpeg(1920, 1080, 85))).await;
+    let r = rig::start(1920, 1080).await;
     let mut times = Vec::new();
     let mut rss = 0;
     let mut anon = 0;
     for _ in 0..5 {
         let began = Instant::now();
-        let mut d = daemon(&config(&broker, &smtp, &frigate, ""), &[]);
+        let mut d = daemon(&config(&r, ""), &[]);
         let subscribed = wait_for_log(&d, "mqtt: subscribed").await;
         times.push(subscribed - began);
         // Idle means after the start-up work is done: give it a moment with nothing to do.
@@ -218,7 +216,10 @@ fn scenario(kind: Snapshot) -> (&'static str, MakeEvent) {
             },
         ),
         Snapshot::Http => ("", |camera, n, _| {
-            ("frigate/events".into(), frigate_event(camera, n))
+            (
+                "frigate/events".into(),
+                rig::frigate_event(camera, n).into_bytes(),
+            )
         }),
         Snapshot::Payload => (
             "sources:\n  - kind: frigate_snapshot\n",
@@ -240,25 +241,24 @@ impl Latencies {
 /// One event at a time: publish, wait for the 250, take the server's acceptance time.
 async fn latency(kind: Snapshot) -> Latencies {
     let jpeg = images::camera_jpeg(1920, 1080, 85);
-    let broker = mosquitto::start();
-    let smtp = smtp::start().await;
-    let frigate = http::start(http::frigate(jpeg.clone())).await;
+    let r = rig::start(1920, 1080).await;
+    let smtp = &r.smtp;
     let (sources, event) = scenario(kind);
-    let d = daemon(&config(&broker, &smtp, &frigate, sources), &LIMITS_OFF);
+    let d = daemon(&config(&r, sources), &LIMITS_OFF);
     wait_for_log(&d, "mqtt: subscribed").await;
-    let publisher = Publisher::connect(broker.port).await;
+    let publisher = Publisher::connect(r.broker.port).await;
     let mut samples = Vec::new();
     for n in 0..LATENCY_WARMUP + LATENCY_SAMPLES {
         let (topic, payload) = event(&format!("cam{}", n % 4), n, &jpeg);
         let sent = Instant::now();
         publisher.publish(&topic, payload).await;
-        wait_for_count(&smtp, n + 1, &d).await;
+        wait_for_count(smtp, n + 1, &d).await;
         let accepted = smtp.state.lock().unwrap().messages[n].accepted_at;
         if n >= LATENCY_WARMUP {
             samples.push(accepted - sent);
         }
     }
-    check_pictures(&smtp, kind);
+    check_pictures(smtp, kind);
     Latencies(samples)
 }
 
@@ -266,13 +266,12 @@ async fn latency(kind: Snapshot) -> Latencies {
 /// the last 250.
 async fn burst(kind: Snapshot) -> f64 {
     let jpeg = images::camera_jpeg(1920, 1080, 85);
-    let broker = mosquitto::start();
-    let smtp = smtp::start().await;
-    let frigate = http::start(http::frigate(jpeg.clone())).await;
+    let r = rig::start(1920, 1080).await;
+    let smtp = &r.smtp;
     let (sources, event) = scenario(kind);
-    let d = daemon(&config(&broker, &smtp, &frigate, sources), &LIMITS_OFF);
+    let d = daemon(&config(&r, sources), &LIMITS_OFF);
     wait_for_log(&d, "mqtt: subscribed").await;
-    let publisher = Publisher::connect(broker.port).await;
+    let publisher = Publisher::connect(r.broker.port).await;
     let messages: Vec<_> = (0..BURST_EVENTS)
         .map(|n| event(&format!("cam{:03}", n % BURST_CAMERAS), n, &jpeg))
         .collect();
@@ -280,8 +279,8 @@ async fn burst(kind: Snapshot) -> f64 {
     for (topic, payload) in messages {
         publisher.publish(&topic, payload).await;
     }
-    wait_for_count(&smtp, BURST_EVENTS, &d).await;
-    check_pictures(&smtp, kind);
+    wait_for_count(smtp, BURST_EVENTS, &d).await;
+    check_pictures(smtp, kind);
     let last = *smtp.accepted_times().last().expect("mails arrived");
     BURST_EVENTS as f64 / (last - began).as_secs_f64()
 }
@@ -300,9 +299,8 @@ struct Storm {
 }
 
 async fn storm() -> Storm {
-    let broker = mosquitto::start();
-    let smtp = smtp::start().await;
-    let frigate = http::start(http::frigate(images::camera_jpeg(1920, 1080, 85))).await;
+    let r = rig::start(1920, 1080).await;
+    let smtp = &r.smtp;
     let metrics_port = free_port();
     let listen = format!("127.0.0.1:{metrics_port}");
     let envs = [
@@ -311,9 +309,9 @@ async fn storm() -> Storm {
         ("SNAPMAIL__HTTP__LISTEN", listen.as_str()),
         ("RUST_LOG", "info"),
     ];
-    let d = daemon(&config(&broker, &smtp, &frigate, ""), &envs);
+    let d = daemon(&config(&r, ""), &envs);
     wait_for_log(&d, "mqtt: subscribed").await;
-    let publisher = Publisher::connect(broker.port).await;
+    let publisher = Publisher::connect(r.broker.port).await;
     let metrics = format!("http://{listen}/metrics");
 
     let per_tick = STORM_EVENTS / (STORM_SECONDS as usize * 100);
@@ -330,7 +328,10 @@ async fn storm() -> Storm {
         for _ in 0..per_tick {
             let camera = format!("cam{:02}", n % STORM_CAMERAS);
             publisher
-                .publish("frigate/events", frigate_event(&camera, n))
+                .publish(
+                    "frigate/events",
+                    rig::frigate_event(&camera, n).into_bytes(),
+                )
                 .await;
             n += 1;
         }
@@ -358,7 +359,7 @@ async fn storm() -> Storm {
     let drain = published.elapsed();
     // Each camera: its first event mails, the other 199 wait for the cooldown and go out
     // as one digest a minute later.
-    wait_for_count(&smtp, 2 * STORM_CAMERAS, &d).await;
+    wait_for_count(smtp, 2 * STORM_CAMERAS, &d).await;
     let peak_rss = status_kb(&d, "VmHWM") * 1024;
     let peak_anon = peak_anon.max(status_kb(&d, "RssAnon") * 1024);
     let mails = smtp.messages();
@@ -454,27 +455,14 @@ const LIMITS_OFF: [(&str, &str); 4] = [
     ("RUST_LOG", "info"),
 ];
 
-fn config(
-    broker: &mosquitto::Mosquitto,
-    smtp: &smtp::SmtpServer,
-    frigate: &http::HttpServer,
-    sources: &str,
-) -> String {
-    format!(
-        "mqtt:\n  url: {mqtt}\n  client_id: snapmail-bench\n\
-         smtp:\n  host: localhost\n  port: {port}\n  username: cam@example.com\n  \
-         password: \"abcd efgh ijkl mnop\"\n  to: [me@example.com]\n  ca_file: {ca}\n\
-         frigate:\n  url: {frigate}\n  version: \"0.14\"\n\
-         outbox:\n  dir: ./spool\n{sources}",
-        mqtt = broker.url(),
-        port = smtp.starttls_port,
-        ca = smtp.ca_file.display(),
-        frigate = frigate.url(),
-    )
+/// The test rig's configuration plus a `sources:` section.
+fn config(r: &Rig, sources: &str) -> String {
+    format!("{}{sources}", r.config())
 }
 
 fn daemon(config: &str, envs: &[(&str, &str)]) -> Daemon {
-    let mut all = vec![("RUST_LOG", "info")];
+    // A known Frigate version: snapshots are asked for at mail size, no /api/version probe.
+    let mut all = vec![("RUST_LOG", "info"), ("SNAPMAIL__FRIGATE__VERSION", "0.14")];
     all.extend_from_slice(envs);
     Daemon::start(Some(config), &all)
 }
@@ -528,16 +516,6 @@ fn tail(d: &Daemon) -> String {
     let logs = d.logs();
     let lines: Vec<&str> = logs.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// A Frigate `new` event for `camera` with a unique id.
-fn frigate_event(camera: &str, n: usize) -> Vec<u8> {
-    NEW.replace(
-        "1731254400.123456-k3v9qz",
-        &format!("1731254400.{n:06}-{camera}"),
-    )
-    .replace("\"driveway\"", &format!("{camera:?}"))
-    .into_bytes()
 }
 
 /// `"199 more events on cam07 since …"` → 199.

@@ -59,9 +59,9 @@ struct Idle {
 }
 
 /// One login: credentials, mechanisms, and a number that changes when they do.
-pub struct Login<'a> {
-    pub credentials: &'a Credentials,
-    pub mechanisms: &'a [Mechanism],
+pub struct Login {
+    pub credentials: Credentials,
+    pub mechanisms: &'static [Mechanism],
     pub generation: u64,
 }
 
@@ -77,7 +77,7 @@ impl Sessions {
     /// Send one message on a pooled session (or a new one).
     pub async fn send(
         &self,
-        login: &Login<'_>,
+        login: &Login,
         envelope: &Envelope,
         bytes: &[u8],
     ) -> Result<Response, Failure> {
@@ -88,13 +88,13 @@ impl Sessions {
     }
 
     /// Connect and log in (or find a live pooled session) without sending anything.
-    pub async fn test(&self, login: &Login<'_>) -> Result<(), Failure> {
+    pub async fn test(&self, login: &Login) -> Result<(), Failure> {
         let conn = self.checkout(login).await?;
         self.checkin(conn, login);
         Ok(())
     }
 
-    async fn checkout(&self, login: &Login<'_>) -> Result<AsyncSmtpConnection, Failure> {
+    async fn checkout(&self, login: &Login) -> Result<AsyncSmtpConnection, Failure> {
         loop {
             let candidate = {
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -112,7 +112,7 @@ impl Sessions {
         self.connect(login).await
     }
 
-    fn checkin(&self, conn: AsyncSmtpConnection, login: &Login<'_>) {
+    fn checkin(&self, conn: AsyncSmtpConnection, login: &Login) {
         if conn.has_broken() {
             return;
         }
@@ -125,7 +125,7 @@ impl Sessions {
     }
 
     /// TCP, TLS, greeting, EHLO (again after STARTTLS), AUTH.
-    async fn connect(&self, login: &Login<'_>) -> Result<AsyncSmtpConnection, Failure> {
+    async fn connect(&self, login: &Login) -> Result<AsyncSmtpConnection, Failure> {
         let e = &self.endpoint;
         let tcp = tcp_connect(&e.host, e.port).await?;
         let mut conn = match e.security {
@@ -151,7 +151,7 @@ impl Sessions {
                 conn
             }
         };
-        conn.auth(login.mechanisms, login.credentials)
+        conn.auth(login.mechanisms, &login.credentials)
             .await
             .map_err(|err| classify(&err))?;
         Ok(conn)

@@ -138,11 +138,15 @@ impl Mailer {
         }
     }
 
-    /// The credentials to log in with now, and their generation; with XOAUTH2, for a
-    /// current (or, with `fresh`, a just-refreshed) access token.
-    async fn credentials(&self, fresh: bool) -> Result<(Credentials, u64), Failure> {
+    /// The login to use now: for XOAUTH2, with a current (or, with `fresh`, a
+    /// just-refreshed) access token and the generation of that token.
+    async fn login(&self, fresh: bool) -> Result<SessionLogin, Failure> {
         match &*self.login {
-            Login::Password(c) => Ok((c.clone(), 0)),
+            Login::Password(c) => Ok(SessionLogin {
+                credentials: c.clone(),
+                mechanisms: DEFAULT_MECHANISMS,
+                generation: 0,
+            }),
             Login::OAuth(o) => {
                 let token = if fresh {
                     o.tokens.refresh().await.map(|t| t.token)
@@ -154,41 +158,42 @@ impl Mailer {
                 if current.0.as_ref() != Some(&token) {
                     *current = (Some(token.clone()), current.1 + 1);
                 }
-                let creds = Credentials::new(o.username.clone(), token.expose().to_owned());
-                Ok((creds, current.1))
-            }
-        }
-    }
-
-    fn mechanisms(&self) -> &'static [Mechanism] {
-        match &*self.login {
-            Login::Password(_) => DEFAULT_MECHANISMS,
-            Login::OAuth(_) => &[Mechanism::Xoauth2],
-        }
-    }
-
-    /// Run `op` with the current login; with XOAUTH2, once more with a refreshed token if
-    /// the server refused the first one.
-    async fn with_retry<T, F, Fut>(&self, op: F) -> Result<T, Failure>
-    where
-        F: Fn(Credentials, u64) -> Fut,
-        Fut: std::future::Future<Output = Result<T, Failure>>,
-    {
-        let (creds, generation) = self.credentials(false).await?;
-        match op(creds, generation).await {
-            Err(f) if matches!(*self.login, Login::OAuth(_)) && is_oauth_refusal(&f) => {
-                tracing::info!("smtp: the server refused the XOAUTH2 token; refreshing it once");
-                let (creds, generation) = self.credentials(true).await?;
-                op(creds, generation).await.map_err(|mut f| {
-                    if is_oauth_refusal(&f) {
-                        f.hint = HINT_OAUTH_REFUSED;
-                        f.class = super::Class::Credentials;
-                    }
-                    f
+                Ok(SessionLogin {
+                    credentials: Credentials::new(o.username.clone(), token.expose().to_owned()),
+                    mechanisms: &[Mechanism::Xoauth2],
+                    generation: current.1,
                 })
             }
-            other => other,
         }
+    }
+
+    /// Run `op` with the current login, within `smtp.timeout`; with XOAUTH2, once more with
+    /// a refreshed token if the server refused the first one.
+    async fn with_login<T, F, Fut>(&self, op: F) -> Result<T, Failure>
+    where
+        F: Fn(SessionLogin) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let attempt = async {
+            match op(self.login(false).await?).await {
+                Err(f) if matches!(*self.login, Login::OAuth(_)) && is_oauth_refusal(&f) => {
+                    tracing::info!(
+                        "smtp: the server refused the XOAUTH2 token; refreshing it once"
+                    );
+                    op(self.login(true).await?).await.map_err(|mut f| {
+                        if is_oauth_refusal(&f) {
+                            f.hint = HINT_OAUTH_REFUSED;
+                            f.class = super::Class::Credentials;
+                        }
+                        f
+                    })
+                }
+                other => other,
+            }
+        };
+        tokio::time::timeout(self.timeout, attempt)
+            .await
+            .unwrap_or_else(|_| Err(timeout_failure(self.timeout.as_secs())))
     }
 
     /// Send raw RFC 5322 bytes to the envelope's recipients.
@@ -198,38 +203,15 @@ impl Mailer {
             .acquire()
             .await
             .expect("semaphore never closed");
-        let mechanisms = self.mechanisms();
-        let send = self.with_retry(|credentials, generation| async move {
-            let login = SessionLogin {
-                credentials: &credentials,
-                mechanisms,
-                generation,
-            };
-            self.sessions.send(&login, envelope, bytes).await
-        });
-        match tokio::time::timeout(self.timeout, send).await {
-            Ok(Ok(resp)) => Ok(accepted(&resp)),
-            Ok(Err(f)) => Err(f),
-            Err(_) => Err(timeout_failure(self.timeout.as_secs())),
-        }
+        self.with_login(|login| async move { self.sessions.send(&login, envelope, bytes).await })
+            .await
+            .map(|resp| accepted(&resp))
     }
 
     /// Connect, TLS, EHLO and AUTH without sending anything.
     pub async fn test_connection(&self) -> Result<(), Failure> {
-        let mechanisms = self.mechanisms();
-        let test = self.with_retry(|credentials, generation| async move {
-            let login = SessionLogin {
-                credentials: &credentials,
-                mechanisms,
-                generation,
-            };
-            self.sessions.test(&login).await
-        });
-        match tokio::time::timeout(self.timeout, test).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(f)) => Err(f),
-            Err(_) => Err(timeout_failure(self.timeout.as_secs())),
-        }
+        self.with_login(|login| async move { self.sessions.test(&login).await })
+            .await
     }
 }
 

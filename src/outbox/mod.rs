@@ -104,7 +104,7 @@ impl Outbox {
                 let (max_messages, max_bytes) = (o.max_messages, o.max_bytes);
                 let put = tokio::task::spawn_blocking(move || {
                     spool
-                        .put_within(&meta, &bytes, max_messages, max_bytes)
+                        .put(&meta, &bytes, max_messages, max_bytes)
                         .map_err(|e| match e {
                             SpoolError::Full { depth, bytes } => OutboxError::Full {
                                 depth: depth as u64,

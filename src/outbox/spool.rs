@@ -145,14 +145,9 @@ impl Spool {
         self.dir.join(format!("{id}.{EXT}"))
     }
 
-    /// Durably store a message. Returns its id.
-    pub fn put(&self, meta: &Meta, bytes: &[u8]) -> Result<String, SpoolError> {
-        self.put_within(meta, bytes, usize::MAX, u64::MAX)
-    }
-
     /// Durably store a message unless the spool would then hold more than `max_messages`
     /// messages or `max_bytes` bytes ([`SpoolError::Full`]). Returns its id.
-    pub fn put_within(
+    pub fn put(
         &self,
         meta: &Meta,
         bytes: &[u8],
@@ -301,10 +296,20 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let spool = Spool::open(tmp.path()).unwrap();
         let a = spool
-            .put(&meta("<100.aa@snapmail>"), b"Subject: a\r\n\r\nA")
+            .put(
+                &meta("<100.aa@snapmail>"),
+                b"Subject: a\r\n\r\nA",
+                10,
+                1 << 20,
+            )
             .unwrap();
         let b = spool
-            .put(&meta("<200.bb@snapmail>"), b"Subject: b\r\n\r\nB")
+            .put(
+                &meta("<200.bb@snapmail>"),
+                b"Subject: b\r\n\r\nB",
+                10,
+                1 << 20,
+            )
             .unwrap();
         assert_eq!(spool.list().unwrap(), vec![a.clone(), b.clone()]);
         let e = spool.load(&a).unwrap();

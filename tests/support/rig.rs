@@ -72,14 +72,17 @@ outbox:
 
     /// Publish a Frigate `new` event for `camera` with a unique event id.
     pub async fn frigate_event(&self, camera: &str, n: usize) {
-        let id = format!("1731254400.{n:06}-{camera}");
-        let payload = NEW
-            .replace("1731254400.123456-k3v9qz", &id)
-            .replace("\"driveway\"", &format!("{camera:?}"));
         self.broker
-            .publish("frigate/events", payload.as_bytes(), false)
+            .publish("frigate/events", frigate_event(camera, n).as_bytes(), false)
             .await;
     }
+}
+
+/// A Frigate `new` event for `camera`; `n` makes the event id unique.
+pub fn frigate_event(camera: &str, n: usize) -> String {
+    let id = format!("1731254400.{n:06}-{camera}");
+    NEW.replace("1731254400.123456-k3v9qz", &id)
+        .replace("\"driveway\"", &format!("{camera:?}"))
 }
 
 /// Number of messages waiting in a spool directory.
