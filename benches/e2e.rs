@@ -53,7 +53,7 @@ async fn run() {
     let wanted = |group: &str| only.as_deref().is_none_or(|o| o == group);
     println!("{}", machine());
     println!(
-        "snapshots: 1920×1080 q85 camera-like JPEG, {} KB; mailed at the default 1280 px",
+        "snapshots: 1920×1080 q85 4:2:0 camera-like JPEG, {} KB; mailed at the default 1280 px",
         images::camera_jpeg(1920, 1080, 85).len() / 1000
     );
     let mut rows = Table::default();

@@ -6,10 +6,11 @@ use std::cell::Cell;
 use std::process::Command;
 
 use snapmail::snapshot::image::{
-    fit, jpeg_decode_scale, thumbnail, ImageError, Limits, Orientation, ResizeSpec,
+    fit, jpeg_decode_scale, thumbnail, thumbnail_with, ImageError, Limits, Orientation, ResizeSpec,
 };
 use snapmail::snapshot::jpeg;
 use snapmail::snapshot::pool::ImagePool;
+use snapmail::snapshot::scratch::Scratch;
 
 // ---- allocation accounting, per thread, so parallel tests do not disturb each other ----
 
@@ -257,6 +258,44 @@ fn keeps_aspect_ratio_and_never_upscales() {
         (img.width as u32, img.height as u32),
         (odd.width, odd.height)
     );
+}
+
+/// An image worker reuses its buffers from picture to picture: whatever an earlier, larger
+/// or differently shaped picture left in them must not change the next one by a single byte.
+#[test]
+fn reused_buffers_give_the_same_pictures_as_fresh_ones() {
+    let mut png = Vec::new();
+    image::RgbImage::from_fn(333, 222, |x, y| image::Rgb([x as u8, y as u8, 77]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let inputs = [
+        (camera_jpeg(1920, 1080), spec(1280, 1280)),
+        (camera_jpeg(1283, 721), spec(641, 641)),
+        (
+            with_exif_orientation(&camera_jpeg(801, 599), 6),
+            spec(300, 300),
+        ),
+        (png, spec(200, 200)),
+        (camera_jpeg(1920, 1080), spec(640, 640)),
+        (camera_jpeg(641, 479), spec(5000, 5000)),
+    ];
+    let mut scratch = Scratch::default();
+    for round in 0..2 {
+        for (i, (input, spec)) in inputs.iter().enumerate() {
+            let fresh = thumbnail(input, spec, &Limits::default()).unwrap();
+            let reused = thumbnail_with(input, spec, &Limits::default(), &mut scratch).unwrap();
+            assert_eq!(
+                (reused.width, reused.height),
+                (fresh.width, fresh.height),
+                "input {i}, round {round}"
+            );
+            assert!(
+                reused.jpeg == fresh.jpeg,
+                "input {i}, round {round}: bytes differ"
+            );
+        }
+    }
+    assert!(scratch.retained() > 0, "the buffers were kept for reuse");
 }
 
 /// Mean absolute difference per channel between two RGB buffers.

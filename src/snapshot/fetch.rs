@@ -120,16 +120,17 @@ impl Http {
         };
         let mut resp = req.send().await.map_err(map_err)?;
         let status = resp.status();
-        if let Some(len) = resp.content_length() {
-            if len > self.max_bytes as u64 {
-                return Err(FetchError::TooLarge {
-                    url: shown.to_owned(),
-                    limit: self.max_bytes,
-                });
-            }
+        let announced = resp.content_length().unwrap_or(0);
+        if announced > self.max_bytes as u64 {
+            return Err(FetchError::TooLarge {
+                url: shown.to_owned(),
+                limit: self.max_bytes,
+            });
         }
         let headers = resp.headers().clone();
-        let mut body = Vec::new();
+        // Sized once from Content-Length (already bounded above) rather than grown by
+        // doubling: a 500 KB snapshot then holds 500 KB, not a 1 MB buffer and its copies.
+        let mut body = Vec::with_capacity(announced as usize);
         while let Some(chunk) = resp.chunk().await.map_err(map_err)? {
             if body.len() + chunk.len() > self.max_bytes {
                 return Err(FetchError::TooLarge {

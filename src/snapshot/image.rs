@@ -23,6 +23,7 @@ use fast_image_resize as fr;
 use image::{ImageDecoder, ImageReader};
 
 use super::jpeg;
+use super::scratch::Scratch;
 
 /// How big the mailed picture may be.
 #[derive(Debug, Clone, PartialEq)]
@@ -219,6 +220,16 @@ pub fn thumbnail(
     spec: &ResizeSpec,
     limits: &Limits,
 ) -> Result<Thumbnail, ImageError> {
+    thumbnail_with(input, spec, limits, &mut Scratch::default())
+}
+
+/// [`thumbnail`] with pixel buffers from (and returned to) `scratch`.
+pub fn thumbnail_with(
+    input: &[u8],
+    spec: &ResizeSpec,
+    limits: &Limits,
+    scratch: &mut Scratch,
+) -> Result<Thumbnail, ImageError> {
     if input.is_empty() {
         return Err(ImageError::Empty);
     }
@@ -233,14 +244,16 @@ pub fn thumbnail(
             let header = jpeg::read_header(input)?;
             check_dimensions(header.width, header.height, limits)?;
             if header.supported {
-                decode_jpeg(input, &header, spec)?
+                decode_jpeg(input, &header, spec, scratch)?
             } else {
                 decode_general(input, image::ImageFormat::Jpeg, limits)?
             }
         }
         other => decode_general(input, other, limits)?,
     };
-    finish(source, spec)
+    let thumbnail = finish(&source, spec, scratch);
+    scratch.recycle(source.pixels);
+    thumbnail
 }
 
 /// The largest size with the source's aspect ratio that fits in `max_w`×`max_h`, never larger
@@ -282,10 +295,11 @@ fn decode_jpeg(
     input: &[u8],
     header: &jpeg::Header,
     spec: &ResizeSpec,
+    scratch: &mut Scratch,
 ) -> Result<Source, ImageError> {
     let orientation = Orientation::from_exif(jpeg::exif_orientation(input));
     let denom = jpeg_decode_scale(header.width, header.height, orientation, spec);
-    let pixels = jpeg::decode(input, denom)?;
+    let pixels = jpeg::decode_with(input, denom, scratch)?;
     Ok(Source {
         pixels,
         orientation,
@@ -353,7 +367,11 @@ fn check_dimensions(w: u32, h: u32, limits: &Limits) -> Result<(), ImageError> {
 }
 
 /// Resize, orient, encode, and keep within the byte budget.
-fn finish(source: Source, spec: &ResizeSpec) -> Result<Thumbnail, ImageError> {
+fn finish(
+    source: &Source,
+    spec: &ResizeSpec,
+    scratch: &mut Scratch,
+) -> Result<Thumbnail, ImageError> {
     let (dw, dh) = source.orientation.dims(source.width, source.height);
     let (mut tw, mut th) = fit(dw, dh, spec.max_width.max(1), spec.max_height.max(1));
     // Never upscale relative to what was decoded either (a ⅛ decode of a tiny JPEG).
@@ -362,13 +380,20 @@ fn finish(source: Source, spec: &ResizeSpec) -> Result<Thumbnail, ImageError> {
         .dims(source.pixels.dimensions().0, source.pixels.dimensions().1);
     (tw, th) = (tw.min(pw).max(1), th.min(ph).max(1));
     let mut quality = spec.jpeg_quality.clamp(1, 100);
-    let mut resizer = fr::Resizer::new();
-    let mut rendered = render(&source, tw, th, &mut resizer)?;
+    let mut rendered = render(source, tw, th, scratch)?;
     loop {
-        let jpeg = jpeg::encode(&rendered, quality)?;
+        let jpeg = jpeg::encode(&rendered, quality);
+        let jpeg = match jpeg {
+            Ok(jpeg) => jpeg,
+            Err(e) => {
+                scratch.recycle(rendered);
+                return Err(e);
+            }
+        };
         let limit = match spec.max_image_bytes {
             Some(limit) if jpeg.len() > limit => limit,
             _ => {
+                scratch.recycle(rendered);
                 return Ok(Thumbnail {
                     jpeg,
                     width: tw,
@@ -376,7 +401,7 @@ fn finish(source: Source, spec: &ResizeSpec) -> Result<Thumbnail, ImageError> {
                     source_width: dw,
                     source_height: dh,
                     source_format: source.format,
-                })
+                });
             }
         };
         if quality > MIN_BUDGET_QUALITY {
@@ -384,6 +409,7 @@ fn finish(source: Source, spec: &ResizeSpec) -> Result<Thumbnail, ImageError> {
             continue;
         }
         if tw <= MIN_BUDGET_SIDE || th <= MIN_BUDGET_SIDE {
+            scratch.recycle(rendered);
             return Err(ImageError::OverBudget {
                 width: tw,
                 height: th,
@@ -396,17 +422,13 @@ fn finish(source: Source, spec: &ResizeSpec) -> Result<Thumbnail, ImageError> {
         let ratio = ((limit as f64 / jpeg.len() as f64).sqrt() * 0.95).clamp(0.5, 0.9);
         tw = ((f64::from(tw) * ratio).round() as u32).max(1);
         th = ((f64::from(th) * ratio).round() as u32).max(1);
-        rendered = render(&source, tw, th, &mut resizer)?;
+        scratch.recycle(rendered);
+        rendered = render(source, tw, th, scratch)?;
     }
 }
 
 /// The picture at displayed size `tw`×`th`, tight, ready to encode.
-fn render(
-    source: &Source,
-    tw: u32,
-    th: u32,
-    resizer: &mut fr::Resizer,
-) -> Result<Pixels, ImageError> {
+fn render(source: &Source, tw: u32, th: u32, scratch: &mut Scratch) -> Result<Pixels, ImageError> {
     let o = source.orientation;
     let (sw, sh) = o.dims(tw, th);
     let resized = match &source.pixels {
@@ -417,13 +439,13 @@ fn render(
         } => {
             let plane = Plane::tight(Vec::new(), *width, *height);
             Pixels::Rgb {
-                data: resize(resizer, data, &plane, fr::PixelType::U8x3, sw, sh)?,
+                data: resize(scratch, data, &plane, fr::PixelType::U8x3, sw, sh)?,
                 width: sw,
                 height: sh,
             }
         }
         Pixels::Gray(p) => Pixels::Gray(Plane::tight(
-            resize(resizer, &p.data, p, fr::PixelType::U8, sw, sh)?,
+            resize(scratch, &p.data, p, fr::PixelType::U8, sw, sh)?,
             sw,
             sh,
         )),
@@ -431,29 +453,29 @@ fn render(
             let (cw, ch) = (sw.div_ceil(2), sh.div_ceil(2));
             Pixels::Ycc([
                 Plane::tight(
-                    resize(resizer, &y.data, y, fr::PixelType::U8, sw, sh)?,
+                    resize(scratch, &y.data, y, fr::PixelType::U8, sw, sh)?,
                     sw,
                     sh,
                 ),
                 Plane::tight(
-                    resize(resizer, &u.data, u, fr::PixelType::U8, cw, ch)?,
+                    resize(scratch, &u.data, u, fr::PixelType::U8, cw, ch)?,
                     cw,
                     ch,
                 ),
                 Plane::tight(
-                    resize(resizer, &v.data, v, fr::PixelType::U8, cw, ch)?,
+                    resize(scratch, &v.data, v, fr::PixelType::U8, cw, ch)?,
                     cw,
                     ch,
                 ),
             ])
         }
     };
-    Ok(orient(resized, o))
+    Ok(orient(resized, o, scratch))
 }
 
 /// Resize the valid part of one plane (or interleaved RGB) to `tw`×`th`.
 fn resize(
-    resizer: &mut fr::Resizer,
+    scratch: &mut Scratch,
     data: &[u8],
     geometry: &Plane,
     pixel_type: fr::PixelType,
@@ -463,29 +485,33 @@ fn resize(
     let whole = geometry.valid_w == f64::from(geometry.width)
         && geometry.valid_h == f64::from(geometry.height);
     if whole && (geometry.width, geometry.height) == (tw, th) {
-        return Ok(data[..tw as usize * th as usize * pixel_type.size()].to_vec());
+        return Ok(scratch.copy_of(&data[..tw as usize * th as usize * pixel_type.size()]));
     }
     let src = fr::images::ImageRef::new(geometry.width, geometry.height, data, pixel_type)
         .map_err(|e| ImageError::Decode(format!("decoded buffer: {e}")))?;
-    let mut dst = fr::images::Image::new(tw, th, pixel_type);
+    let len = tw as usize * th as usize * pixel_type.size();
+    let mut dst = fr::images::Image::from_vec_u8(tw, th, scratch.take(len), pixel_type)
+        .map_err(|e| ImageError::Decode(format!("resize buffer: {e}")))?;
     let mut options =
         fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(RESIZE_FILTER));
     if !whole {
         options = options.crop(0.0, 0.0, geometry.valid_w, geometry.valid_h);
     }
-    resizer
+    scratch
+        .resizer()
         .resize(&src, &mut dst, &options)
         .map_err(|e| ImageError::Decode(format!("resize: {e}")))?;
     Ok(dst.into_vec())
 }
 
 /// Apply the EXIF orientation to every plane.
-fn orient(pixels: Pixels, o: Orientation) -> Pixels {
+fn orient(pixels: Pixels, o: Orientation, scratch: &mut Scratch) -> Pixels {
     if o == Orientation::NORMAL {
         return pixels;
     }
-    let plane = |p: Plane| {
+    let mut plane = |p: Plane| {
         let (data, w, h) = transform::<1>(&p.data, p.width, p.height, o);
+        scratch.give(p.data);
         Plane::tight(data, w, h)
     };
     match pixels {

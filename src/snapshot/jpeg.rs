@@ -10,6 +10,7 @@
 use turbojpeg::{Colorspace, Decompressor, PixelFormat, ScalingFactor, Subsamp};
 
 use super::image::{ImageError, Pixels, Plane};
+use super::scratch::Scratch;
 
 /// What the JPEG header says, read without decoding any pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +66,11 @@ pub const MAX_SCANS: u32 = 500;
 
 /// Decode `input` at `1/denom` of its size, in the file's stored orientation.
 pub fn decode(input: &[u8], denom: u32) -> Result<Pixels, ImageError> {
+    decode_with(input, denom, &mut Scratch::default())
+}
+
+/// [`decode`] into buffers from `scratch`.
+pub fn decode_with(input: &[u8], denom: u32, scratch: &mut Scratch) -> Result<Pixels, ImageError> {
     let mut d = decompressor()?;
     d.set_scan_limit(MAX_SCANS).map_err(decode_err)?;
     let factor = ScalingFactor::new(1, denom as usize);
@@ -80,7 +86,7 @@ pub fn decode(input: &[u8], denom: u32) -> Result<Pixels, ImageError> {
     }
     match (header.colorspace, header.subsamp) {
         (Colorspace::Gray, _) => {
-            let mut data = vec![0u8; w * h];
+            let mut data = scratch.take(w * h);
             let out = turbojpeg::Image {
                 pixels: &mut data[..],
                 width: w,
@@ -104,7 +110,7 @@ pub fn decode(input: &[u8], denom: u32) -> Result<Pixels, ImageError> {
                     "unexpected YUV layout for {w}x{h} {sub:?}"
                 )));
             }
-            let mut data = vec![0u8; len];
+            let mut data = scratch.take(len);
             let out = turbojpeg::YuvImage {
                 pixels: &mut data[..],
                 width: w,
@@ -113,8 +119,12 @@ pub fn decode(input: &[u8], denom: u32) -> Result<Pixels, ImageError> {
                 subsamp: sub,
             };
             tolerate(d.decompress_to_yuv(input, out))?;
-            let v = data.split_off(yw * yh + cw * ch);
-            let u = data.split_off(yw * yh);
+            // The chroma planes move to buffers of their own (cheap: a quarter of the luma
+            // each at 4:2:0), and the luma keeps the decoder's buffer.
+            let (y_len, c_len) = (yw * yh, cw * ch);
+            let u = scratch.copy_of(&data[y_len..][..c_len]);
+            let v = scratch.copy_of(&data[y_len + c_len..][..c_len]);
+            data.truncate(y_len);
             let (vw, vh) = (w as f64 / sw as f64, h as f64 / sh as f64);
             Ok(Pixels::Ycc([
                 Plane {
@@ -141,7 +151,7 @@ pub fn decode(input: &[u8], denom: u32) -> Result<Pixels, ImageError> {
             ]))
         }
         _ => {
-            let mut data = vec![0u8; w * h * 3];
+            let mut data = scratch.take(w * h * 3);
             let out = turbojpeg::Image {
                 pixels: &mut data[..],
                 width: w,

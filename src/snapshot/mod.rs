@@ -9,6 +9,7 @@ pub mod frigate_api;
 pub mod image;
 pub mod jpeg;
 pub mod pool;
+pub mod scratch;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -3,14 +3,17 @@
 //! `workers` at a time (`snapshot.workers`); at most `queue` more jobs wait for a worker
 //! (`snapshot.queue`), each holding its encoded input. A job beyond that is refused at once
 //! with [`ImageError::Busy`], logged, and counted in [`ImagePool::overflows`].
+//! Each running job borrows a set of reusable pixel buffers ([`Scratch`]), so the pool holds
+//! at most `workers` sets.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 use tracing::warn;
 
 use super::image::{self, ImageError, Limits, ResizeSpec, Thumbnail};
+use super::scratch::Scratch;
 
 #[derive(Clone)]
 pub struct ImagePool {
@@ -24,6 +27,9 @@ struct Inner {
     /// Jobs admitted and not yet finished (running + waiting).
     admitted: AtomicUsize,
     overflows: AtomicU64,
+    /// Buffers of finished jobs, at most one set per worker: a job takes a set when it starts
+    /// and puts it back when it ends.
+    scratch: Mutex<Vec<Scratch>>,
 }
 
 /// Releases a job's admission when its work is done (or abandoned before it started).
@@ -52,6 +58,7 @@ impl ImagePool {
                 queue,
                 admitted: AtomicUsize::new(0),
                 overflows: AtomicU64::new(0),
+                scratch: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -104,7 +111,16 @@ impl ImagePool {
         // The permit and admission move into the job, so a caller that stops waiting does not
         // free the slot while the work still runs.
         tokio::task::spawn_blocking(move || {
-            let result = image::thumbnail(&input, &spec, &limits);
+            let shelf = &admission.0.scratch;
+            let mut scratch = shelf
+                .lock()
+                .ok()
+                .and_then(|mut s| s.pop())
+                .unwrap_or_default();
+            let result = image::thumbnail_with(&input, &spec, &limits, &mut scratch);
+            if let Ok(mut s) = shelf.lock() {
+                s.push(scratch);
+            }
             drop((permit, admission));
             result
         })

@@ -129,7 +129,7 @@ fn fill_rect(img: &mut RgbImage, x: u32, y: u32, w: u32, h: u32, colour: Rgb<u8>
     }
 }
 
-/// [`camera_frame`] encoded as a baseline JPEG at `quality` (1-100). Cached per arguments.
+/// [`camera_frame`] encoded as a baseline 4:2:0 JPEG at `quality` (1-100). Cached per arguments.
 pub fn camera_jpeg(width: u32, height: u32, quality: u8) -> Vec<u8> {
     type Cache = Mutex<HashMap<(u32, u32, u8), Vec<u8>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
@@ -139,10 +139,20 @@ pub fn camera_jpeg(width: u32, height: u32, quality: u8) -> Vec<u8> {
         return hit.clone();
     }
     // Encoded outside the lock; two tests racing for the same frame just both encode it.
+    // Cameras and Frigate (OpenCV's encoder) write 4:2:0 chroma, so this does too.
     let img = camera_frame(width, height);
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
-        .encode_image(&img)
+    let mut c = turbojpeg::Compressor::new().expect("compressor");
+    c.set_quality(i32::from(quality)).expect("quality");
+    c.set_subsamp(turbojpeg::Subsamp::Sub2x2)
+        .expect("subsampling");
+    let out = c
+        .compress_to_vec(turbojpeg::Image {
+            pixels: img.as_raw().as_slice(),
+            width: width as usize,
+            pitch: width as usize * 3,
+            height: height as usize,
+            format: turbojpeg::PixelFormat::RGB,
+        })
         .expect("encode JPEG");
     cache.lock().unwrap().insert(key, out.clone());
     out
