@@ -238,15 +238,42 @@ impl Latencies {
     }
 }
 
+/// Fresh servers and a subscribed daemon with limits off, for the latency and burst runs.
+struct Run {
+    r: Rig,
+    d: Daemon,
+    publisher: Publisher,
+    event: MakeEvent,
+    jpeg: Vec<u8>,
+}
+
+impl Run {
+    async fn start(kind: Snapshot) -> Run {
+        let r = rig::start(1920, 1080).await;
+        let (sources, event) = scenario(kind);
+        let d = daemon(&config(&r, sources), &LIMITS_OFF);
+        wait_for_log(&d, "mqtt: subscribed").await;
+        let publisher = Publisher::connect(r.broker.port).await;
+        Run {
+            r,
+            d,
+            publisher,
+            event,
+            jpeg: images::camera_jpeg(1920, 1080, 85),
+        }
+    }
+}
+
 /// One event at a time: publish, wait for the 250, take the server's acceptance time.
 async fn latency(kind: Snapshot) -> Latencies {
-    let jpeg = images::camera_jpeg(1920, 1080, 85);
-    let r = rig::start(1920, 1080).await;
+    let Run {
+        r,
+        d,
+        publisher,
+        event,
+        jpeg,
+    } = Run::start(kind).await;
     let smtp = &r.smtp;
-    let (sources, event) = scenario(kind);
-    let d = daemon(&config(&r, sources), &LIMITS_OFF);
-    wait_for_log(&d, "mqtt: subscribed").await;
-    let publisher = Publisher::connect(r.broker.port).await;
     let mut samples = Vec::new();
     for n in 0..LATENCY_WARMUP + LATENCY_SAMPLES {
         let (topic, payload) = event(&format!("cam{}", n % 4), n, &jpeg);
@@ -265,13 +292,14 @@ async fn latency(kind: Snapshot) -> Latencies {
 /// 1,000 events on 100 cameras, back to back; mails per second from the first publish to
 /// the last 250.
 async fn burst(kind: Snapshot) -> f64 {
-    let jpeg = images::camera_jpeg(1920, 1080, 85);
-    let r = rig::start(1920, 1080).await;
+    let Run {
+        r,
+        d,
+        publisher,
+        event,
+        jpeg,
+    } = Run::start(kind).await;
     let smtp = &r.smtp;
-    let (sources, event) = scenario(kind);
-    let d = daemon(&config(&r, sources), &LIMITS_OFF);
-    wait_for_log(&d, "mqtt: subscribed").await;
-    let publisher = Publisher::connect(r.broker.port).await;
     let messages: Vec<_> = (0..BURST_EVENTS)
         .map(|n| event(&format!("cam{:03}", n % BURST_CAMERAS), n, &jpeg))
         .collect();

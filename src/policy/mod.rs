@@ -442,7 +442,7 @@ pub async fn run(mut policy: Policy, mut rx: mpsc::Receiver<Input>, mut links: L
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut logged_filtered = Dedup::new(Duration::from_secs(3600), 10_000);
-    loop {
+    'run: loop {
         // Commands are saved at once; what events change (the daily budget) at the next
         // tick, so a burst of events costs one write a second, not one per mail.
         let mut save = false;
@@ -490,16 +490,11 @@ pub async fn run(mut policy: Policy, mut rx: mpsc::Receiver<Input>, mut links: L
                 let t = policy.tick(now);
                 publish(&links, policy.state_messages(Some(&t.woke), now)).await;
                 save = true;
-                let mut closed = false;
                 for d in t.digests {
                     info!(camera = %d.camera, "digest: {}", d.headline());
                     if links.digests.send(d).await.is_err() {
-                        closed = true;
-                        break;
+                        break 'run;
                     }
-                }
-                if closed {
-                    break;
                 }
             }
         }

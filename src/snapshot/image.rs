@@ -381,20 +381,16 @@ fn finish(
     (tw, th) = (tw.min(pw).max(1), th.min(ph).max(1));
     let mut quality = spec.jpeg_quality.clamp(1, 100);
     let mut rendered = render(source, tw, th, scratch)?;
-    loop {
-        let jpeg = jpeg::encode(&rendered, quality);
-        let jpeg = match jpeg {
+    // Every way out of the loop hands the rendered planes back to `scratch` below.
+    let outcome = loop {
+        let jpeg = match jpeg::encode(&rendered, quality) {
             Ok(jpeg) => jpeg,
-            Err(e) => {
-                scratch.recycle(rendered);
-                return Err(e);
-            }
+            Err(e) => break Err(e),
         };
         let limit = match spec.max_image_bytes {
             Some(limit) if jpeg.len() > limit => limit,
             _ => {
-                scratch.recycle(rendered);
-                return Ok(Thumbnail {
+                break Ok(Thumbnail {
                     jpeg,
                     width: tw,
                     height: th,
@@ -409,8 +405,7 @@ fn finish(
             continue;
         }
         if tw <= MIN_BUDGET_SIDE || th <= MIN_BUDGET_SIDE {
-            scratch.recycle(rendered);
-            return Err(ImageError::OverBudget {
+            break Err(ImageError::OverBudget {
                 width: tw,
                 height: th,
                 quality,
@@ -424,7 +419,9 @@ fn finish(
         th = ((f64::from(th) * ratio).round() as u32).max(1);
         scratch.recycle(rendered);
         rendered = render(source, tw, th, scratch)?;
-    }
+    };
+    scratch.recycle(rendered);
+    outcome
 }
 
 /// The picture at displayed size `tw`×`th`, tight, ready to encode.

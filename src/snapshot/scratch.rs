@@ -58,8 +58,7 @@ impl Scratch {
 
     /// Hand a buffer back for the next picture.
     pub fn give(&mut self, buf: Vec<u8>) {
-        let kept: usize = self.free.iter().map(Vec::capacity).sum();
-        if buf.capacity() > 0 && kept + buf.capacity() <= MAX_RETAINED {
+        if buf.capacity() > 0 && self.retained() + buf.capacity() <= MAX_RETAINED {
             self.free.push(buf);
         }
     }
