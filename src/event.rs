@@ -10,8 +10,9 @@ use crate::secret::Secret;
 pub enum SnapshotSource {
     /// Frigate's `GET /api/events/<id>/snapshot.jpg`.
     FrigateEvent { event_id: String },
-    /// Image bytes that arrived with the message.
-    Inline(Vec<u8>),
+    /// Image bytes that arrived with the message (shared, not copied, on their way to the
+    /// image worker).
+    Inline(bytes::Bytes),
     /// A URL to fetch.
     Url(String),
     /// No picture; the mail says why.

@@ -237,7 +237,7 @@ async fn frigate_simple_topics_only_the_snapshot_topic_mails() {
             camera: "driveway".into()
         }
     );
-    assert_eq!(ev[1].snapshot, SnapshotSource::Inline(jpeg));
+    assert_eq!(ev[1].snapshot, SnapshotSource::Inline(jpeg.into()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

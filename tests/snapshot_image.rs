@@ -668,7 +668,7 @@ async fn pool_queues_up_to_its_bound_and_counts_overflow() {
             let pool = pool.clone();
             let input = input.clone();
             tokio::spawn(async move {
-                pool.thumbnail(input, spec(320, 320), Limits::default())
+                pool.thumbnail(input.into(), spec(320, 320), Limits::default())
                     .await
             })
         })
@@ -691,7 +691,7 @@ async fn pool_queues_up_to_its_bound_and_counts_overflow() {
     assert_eq!(pool.overflows(), busy as u64);
     // Once drained, it takes work again.
     assert!(pool
-        .thumbnail(input, spec(320, 320), Limits::default())
+        .thumbnail(input.into(), spec(320, 320), Limits::default())
         .await
         .is_ok());
 }

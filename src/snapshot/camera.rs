@@ -6,6 +6,7 @@
 //! `digest_auth` crate. Hikvision reports failures as HTTP 200 with an XML
 //! `<ResponseStatus>` body, so a 200 is only a picture if its bytes say so (`FF D8`).
 
+use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 
@@ -19,7 +20,7 @@ pub async fn fetch(
     url: &str,
     credentials: Option<&Credentials>,
     key: &str,
-) -> Result<Vec<u8>, FetchError> {
+) -> Result<Bytes, FetchError> {
     let (parsed, shown) = parse_url(url)?;
     let mut answer = http.send(http.client.get(parsed.clone()), &shown).await?;
     if answer.status == StatusCode::UNAUTHORIZED {

@@ -2,12 +2,18 @@
 //! ([`super::camera`]), a URL, or the message itself.
 //!
 //! Downloads are bounded in time (`snapshot.timeout`) and size (`snapshot.max_bytes`, read
-//! chunk by chunk so a huge body is cut off, not buffered).
+//! chunk by chunk so a huge body is cut off, not buffered), and in number: a picture's body
+//! is read only with a download slot ([`Slots`]), which it keeps until its last byte is
+//! dropped, after the image worker is done with it. Requests still go out at once, so an
+//! unreachable camera waits on its own connect timeout, never on another camera's slot.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, StatusCode, Url};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
 use super::camera;
@@ -50,16 +56,34 @@ pub enum FetchError {
     },
 }
 
+/// Successful bodies in memory at once, from their first byte until the image worker has
+/// finished with them. In a motion storm on fifty cameras every picture is asked for at
+/// once; without this bound each finished download (a 1080p frame is ~0.5 MB) would sit
+/// in memory until one of the few image workers got to it.
+pub type Slots = Arc<Semaphore>;
+
+/// A body and the download slot it holds until the bytes are dropped.
+struct Held {
+    body: Vec<u8>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        &self.body
+    }
+}
+
 /// One HTTP answer, its body read within `snapshot.max_bytes`.
 pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    pub body: Vec<u8>,
+    pub body: Bytes,
 }
 
 impl Answer {
     /// The body of a 2xx answer, or a [`FetchError::Status`] quoting the start of the body.
-    pub fn into_body(self, shown: &str) -> Result<Vec<u8>, FetchError> {
+    pub fn into_body(self, shown: &str) -> Result<Bytes, FetchError> {
         if self.status.is_success() {
             return Ok(self.body);
         }
@@ -84,11 +108,12 @@ pub struct Http {
     pub client: reqwest::Client,
     max_bytes: usize,
     timeout: Duration,
+    slots: Slots,
 }
 
 impl Http {
     /// `insecure` accepts any server certificate (only for Frigate's self-signed one).
-    pub fn new(config: &Config, insecure: bool) -> Result<Http, reqwest::Error> {
+    pub fn new(config: &Config, insecure: bool, slots: Slots) -> Result<Http, reqwest::Error> {
         crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(config.snapshot.timeout.0)
@@ -100,6 +125,7 @@ impl Http {
             client,
             max_bytes: config.snapshot.max_bytes,
             timeout: config.snapshot.timeout.0,
+            slots,
         })
     }
 
@@ -128,6 +154,19 @@ impl Http {
             });
         }
         let headers = resp.headers().clone();
+        // Error answers are small and never reach an image worker: no slot for them (a
+        // camera's 401 challenge must not hold one while its retry waits for another).
+        let slot = if status.is_success() {
+            Some(
+                self.slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("download slots are never closed"),
+            )
+        } else {
+            None
+        };
         // Sized once from Content-Length (already bounded above) rather than grown by
         // doubling: a 500 KB snapshot then holds 500 KB, not a 1 MB buffer and its copies.
         let mut body = Vec::with_capacity(announced as usize);
@@ -140,6 +179,10 @@ impl Http {
             }
             body.extend_from_slice(&chunk);
         }
+        let body = match slot {
+            Some(slot) => Bytes::from_owner(Held { body, _slot: slot }),
+            None => Bytes::from(body),
+        };
         Ok(Answer {
             status,
             headers,
@@ -165,10 +208,10 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(config: &Config) -> Result<Fetcher, reqwest::Error> {
-        let http = Http::new(config, false)?;
+    pub fn new(config: &Config, slots: Slots) -> Result<Fetcher, reqwest::Error> {
+        let http = Http::new(config, false, slots.clone())?;
         let frigate_http = if config.frigate.insecure_tls {
-            Http::new(config, true)?
+            Http::new(config, true, slots)?
         } else {
             http.clone()
         };
@@ -179,7 +222,7 @@ impl Fetcher {
     }
 
     /// The bytes of the picture `source` names.
-    pub async fn fetch(&self, source: &SnapshotSource) -> Result<Vec<u8>, FetchError> {
+    pub async fn fetch(&self, source: &SnapshotSource) -> Result<Bytes, FetchError> {
         match source {
             SnapshotSource::Inline(bytes) => Ok(bytes.clone()),
             SnapshotSource::None { reason } => Err(FetchError::NoSource(reason.clone())),

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, SET_COOKIE};
 use reqwest::StatusCode;
 use tokio::sync::Mutex;
@@ -104,7 +105,7 @@ impl FrigateApi {
     }
 
     /// `GET /api/events/<id>/snapshot.jpg`; a 404 (snapshot not written yet) is asked again.
-    pub async fn event_snapshot(&self, event_id: &str) -> Result<Vec<u8>, FetchError> {
+    pub async fn event_snapshot(&self, event_id: &str) -> Result<Bytes, FetchError> {
         let path = format!("/api/events/{event_id}/snapshot.jpg{}", self.query(true));
         let mut attempt = 0;
         let result = loop {
@@ -127,7 +128,7 @@ impl FrigateApi {
     }
 
     /// `GET /api/<camera>/latest.jpg`: the camera's current frame.
-    pub async fn latest(&self, camera: &str) -> Result<Vec<u8>, FetchError> {
+    pub async fn latest(&self, camera: &str) -> Result<Bytes, FetchError> {
         let path = format!("/api/{camera}/latest.jpg{}", self.query(false));
         let result = self.get(&path).await;
         self.detect_version_later();
@@ -191,7 +192,7 @@ impl FrigateApi {
 
     /// GET `path` (with query) from Frigate, logging in first if configured and once more
     /// when the token has expired.
-    pub async fn get(&self, path: &str) -> Result<Vec<u8>, FetchError> {
+    pub async fn get(&self, path: &str) -> Result<Bytes, FetchError> {
         let url = format!("{}{path}", self.inner.base);
         let (parsed, shown) = parse_url(&url)?;
         let token = match &self.inner.login {

@@ -424,6 +424,11 @@ fn finish(
     outcome
 }
 
+/// Luma planes at least this large are resized while a second thread does the two chroma
+/// planes (a 1080p frame: 2.2 ms of luma beside 1.3 ms of chroma, instead of 3.5 ms in a
+/// row). Below it a thread costs more than it saves.
+const SPLIT_PIXELS: u64 = 1 << 20;
+
 /// The picture at displayed size `tw`×`th`, tight, ready to encode.
 fn render(source: &Source, tw: u32, th: u32, scratch: &mut Scratch) -> Result<Pixels, ImageError> {
     let o = source.orientation;
@@ -435,70 +440,83 @@ fn render(source: &Source, tw: u32, th: u32, scratch: &mut Scratch) -> Result<Pi
             height,
         } => {
             let plane = Plane::tight(Vec::new(), *width, *height);
+            let mut out = scratch.take(sw as usize * sh as usize * 3);
+            resize::<fr::pixels::U8x3>(scratch.resizer(), data, &plane, &mut out, sw, sh)?;
             Pixels::Rgb {
-                data: resize(scratch, data, &plane, fr::PixelType::U8x3, sw, sh)?,
+                data: out,
                 width: sw,
                 height: sh,
             }
         }
-        Pixels::Gray(p) => Pixels::Gray(Plane::tight(
-            resize(scratch, &p.data, p, fr::PixelType::U8, sw, sh)?,
-            sw,
-            sh,
-        )),
+        Pixels::Gray(p) => {
+            let mut out = scratch.take(sw as usize * sh as usize);
+            resize::<fr::pixels::U8>(scratch.resizer(), &p.data, p, &mut out, sw, sh)?;
+            Pixels::Gray(Plane::tight(out, sw, sh))
+        }
         Pixels::Ycc([y, u, v]) => {
             let (cw, ch) = (sw.div_ceil(2), sh.div_ceil(2));
+            let mut out_y = scratch.take(sw as usize * sh as usize);
+            let mut out_u = scratch.take(cw as usize * ch as usize);
+            let mut out_v = scratch.take(cw as usize * ch as usize);
+            let (luma, chroma) = scratch.resizers();
+            let mut both = |chroma: &mut fr::Resizer| {
+                resize::<fr::pixels::U8>(chroma, &u.data, u, &mut out_u, cw, ch)?;
+                resize::<fr::pixels::U8>(chroma, &v.data, v, &mut out_v, cw, ch)
+            };
+            if u64::from(y.width) * u64::from(y.height) >= SPLIT_PIXELS {
+                std::thread::scope(|s| {
+                    let helper = s.spawn(|| both(chroma));
+                    let luma = resize::<fr::pixels::U8>(luma, &y.data, y, &mut out_y, sw, sh);
+                    let chroma = helper.join().unwrap_or_else(|_| {
+                        Err(ImageError::Worker("chroma resize panicked".into()))
+                    });
+                    luma.and(chroma)
+                })?;
+            } else {
+                resize::<fr::pixels::U8>(luma, &y.data, y, &mut out_y, sw, sh)?;
+                both(chroma)?;
+            }
             Pixels::Ycc([
-                Plane::tight(
-                    resize(scratch, &y.data, y, fr::PixelType::U8, sw, sh)?,
-                    sw,
-                    sh,
-                ),
-                Plane::tight(
-                    resize(scratch, &u.data, u, fr::PixelType::U8, cw, ch)?,
-                    cw,
-                    ch,
-                ),
-                Plane::tight(
-                    resize(scratch, &v.data, v, fr::PixelType::U8, cw, ch)?,
-                    cw,
-                    ch,
-                ),
+                Plane::tight(out_y, sw, sh),
+                Plane::tight(out_u, cw, ch),
+                Plane::tight(out_v, cw, ch),
             ])
         }
     };
     Ok(orient(resized, o, scratch))
 }
 
-/// Resize the valid part of one plane (or interleaved RGB) to `tw`×`th`.
-fn resize(
-    scratch: &mut Scratch,
+/// Resize the valid part of one plane (`P` = [`fr::pixels::U8`]) or of interleaved RGB
+/// ([`fr::pixels::U8x3`]) into `out`, which holds exactly `tw`×`th` pixels.
+///
+/// Typed rather than through `Resizer::resize`, which matches on all thirteen pixel types
+/// at run time and so links every one of their kernels (about 3 MB of code).
+fn resize<P: fr::PixelTrait>(
+    resizer: &mut fr::Resizer,
     data: &[u8],
     geometry: &Plane,
-    pixel_type: fr::PixelType,
+    out: &mut [u8],
     tw: u32,
     th: u32,
-) -> Result<Vec<u8>, ImageError> {
+) -> Result<(), ImageError> {
     let whole = geometry.valid_w == f64::from(geometry.width)
         && geometry.valid_h == f64::from(geometry.height);
     if whole && (geometry.width, geometry.height) == (tw, th) {
-        return Ok(scratch.copy_of(&data[..tw as usize * th as usize * pixel_type.size()]));
+        out.copy_from_slice(&data[..out.len()]);
+        return Ok(());
     }
-    let src = fr::images::ImageRef::new(geometry.width, geometry.height, data, pixel_type)
+    let src = fr::images::TypedImageRef::<P>::from_buffer(geometry.width, geometry.height, data)
         .map_err(|e| ImageError::Decode(format!("decoded buffer: {e}")))?;
-    let len = tw as usize * th as usize * pixel_type.size();
-    let mut dst = fr::images::Image::from_vec_u8(tw, th, scratch.take(len), pixel_type)
+    let mut dst = fr::images::TypedImage::<P>::from_buffer(tw, th, out)
         .map_err(|e| ImageError::Decode(format!("resize buffer: {e}")))?;
     let mut options =
         fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(RESIZE_FILTER));
     if !whole {
         options = options.crop(0.0, 0.0, geometry.valid_w, geometry.valid_h);
     }
-    scratch
-        .resizer()
-        .resize(&src, &mut dst, &options)
-        .map_err(|e| ImageError::Decode(format!("resize: {e}")))?;
-    Ok(dst.into_vec())
+    resizer
+        .resize_typed(&src, &mut dst, &options)
+        .map_err(|e| ImageError::Decode(format!("resize: {e}")))
 }
 
 /// Apply the EXIF orientation to every plane.

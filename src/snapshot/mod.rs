@@ -55,10 +55,13 @@ impl Snapshotter {
         for name in config.cameras.keys() {
             sizes.insert(name.clone(), size(&config.camera(name)));
         }
+        let pool = ImagePool::new(s.workers, s.queue);
+        // Two bodies per worker: one being worked on, one downloaded and ready.
+        let slots = Arc::new(Semaphore::new(pool.workers() * 2));
         Ok(Snapshotter {
             sizes: Arc::new(sizes),
-            fetcher: Fetcher::new(config)?,
-            pool: ImagePool::new(s.workers, s.queue),
+            fetcher: Fetcher::new(config, slots)?,
+            pool,
             spec: ResizeSpec {
                 max_width: s.max_width,
                 max_height: s.max_height,
@@ -124,7 +127,7 @@ impl Snapshotter {
         };
         let shrunk = self
             .pool
-            .thumbnail(picture.jpeg.clone(), spec, self.limits.clone())
+            .thumbnail(picture.jpeg.clone().into(), spec, self.limits.clone())
             .await
             .map_err(|e| e.to_string())?;
         if shrunk.jpeg.len() > max_bytes {

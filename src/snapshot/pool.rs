@@ -76,7 +76,7 @@ impl ImagePool {
     /// Run [`image::thumbnail`] off the async runtime, or refuse at once if the queue is full.
     pub async fn thumbnail(
         &self,
-        input: Vec<u8>,
+        input: bytes::Bytes,
         spec: ResizeSpec,
         limits: Limits,
     ) -> Result<Thumbnail, ImageError> {

@@ -20,6 +20,8 @@ const MAX_RETAINED: usize = 24 << 20;
 pub struct Scratch {
     free: Vec<Vec<u8>>,
     resizer: Option<fr::Resizer>,
+    /// For the chroma planes, resized on a second thread beside the luma plane.
+    chroma: Option<fr::Resizer>,
 }
 
 impl Scratch {
@@ -75,6 +77,14 @@ impl Scratch {
     /// The resizer, which keeps its coefficient and row buffers between pictures.
     pub fn resizer(&mut self) -> &mut fr::Resizer {
         self.resizer.get_or_insert_with(fr::Resizer::new)
+    }
+
+    /// The resizer and a second one for the chroma planes, to run side by side.
+    pub fn resizers(&mut self) -> (&mut fr::Resizer, &mut fr::Resizer) {
+        (
+            self.resizer.get_or_insert_with(fr::Resizer::new),
+            self.chroma.get_or_insert_with(fr::Resizer::new),
+        )
     }
 
     /// Bytes held for reuse.

@@ -76,7 +76,7 @@ impl Decoder for FrigateSnapshot {
         }
         let mut ev = Event::new(self.kind(), unique_id(self.kind(), camera), camera);
         ev.label = Some(label.to_owned());
-        ev.snapshot = SnapshotSource::Inline(msg.payload.to_vec());
+        ev.snapshot = SnapshotSource::Inline(msg.payload.to_vec().into());
         Decoded::Event(Box::new(ev))
     }
 }
@@ -106,7 +106,7 @@ mod tests {
         };
         assert_eq!(e.camera, "driveway");
         assert_eq!(e.label.as_deref(), Some("person"));
-        assert_eq!(e.snapshot, SnapshotSource::Inline(JPEG.to_vec()));
+        assert_eq!(e.snapshot, SnapshotSource::Inline(JPEG.to_vec().into()));
     }
 
     #[test]

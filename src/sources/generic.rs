@@ -172,7 +172,7 @@ impl Generic {
         let url = text_at(&self.json.image_url);
         ev.snapshot = match (b64, url) {
             (Some(b), _) => match decode_base64(&b) {
-                Ok(bytes) => SnapshotSource::Inline(bytes),
+                Ok(bytes) => SnapshotSource::Inline(bytes.into()),
                 Err(e) => SnapshotSource::None {
                     reason: format!(
                         "the base64 picture at {} does not decode: {e}",
@@ -205,7 +205,7 @@ impl Decoder for Generic {
             let camera = self.camera_for(msg.topic, None);
             let mut ev = Event::new(self.kind(), unique_id(self.kind(), &camera), camera);
             ev.label = self.label.clone();
-            ev.snapshot = SnapshotSource::Inline(payload.to_vec());
+            ev.snapshot = SnapshotSource::Inline(payload.to_vec().into());
             return Decoded::Event(Box::new(ev));
         }
         let Ok(text) = std::str::from_utf8(payload) else {
@@ -255,7 +255,7 @@ impl Decoder for Generic {
             let mut ev = Event::new(self.kind(), unique_id(self.kind(), &camera), camera);
             ev.label = self.label.clone();
             ev.snapshot = match decode_base64(trimmed) {
-                Ok(bytes) => SnapshotSource::Inline(bytes),
+                Ok(bytes) => SnapshotSource::Inline(bytes.into()),
                 Err(e) => SnapshotSource::None {
                     reason: format!("the base64 picture in the message does not decode: {e}"),
                 },
@@ -424,7 +424,7 @@ mod tests {
         assert_eq!(e.summary(), "person (87%)");
         assert_eq!(
             e.snapshot,
-            SnapshotSource::Inline(vec![0xFF, 0xD8, 0xFF, 0xE0, 0])
+            SnapshotSource::Inline(vec![0xFF, 0xD8, 0xFF, 0xE0, 0].into())
         );
     }
 
