@@ -1,5 +1,6 @@
 //! Snapshot downloads against a real HTTP server: a picture's body holds a download slot
-//! for as long as its bytes live, and error answers take none.
+//! for as long as its bytes live, error answers take none, and no connection is kept
+//! between pictures.
 
 mod support;
 
@@ -73,4 +74,25 @@ async fn a_downloaded_picture_holds_its_slot_until_its_bytes_are_dropped() {
     assert!(len > 0);
     drop(b);
     assert_eq!(slots.available_permits(), 2);
+}
+
+/// A kept-alive connection would keep hyper's read buffer, grown to the size of a picture,
+/// for as long as it sat in the pool: one per camera fetched at once. Each picture gets a
+/// connection of its own instead, closed once its body is read.
+#[tokio::test]
+async fn no_connection_is_kept_between_pictures() {
+    let jpeg = images::camera_jpeg(640, 360, 85);
+    let server = http::start(move |_: &http::Request| Response::jpeg(jpeg.clone())).await;
+    let slots = Arc::new(Semaphore::new(2));
+    let fetcher = fetcher(&slots);
+    let url = SnapshotSource::Url(format!("{}/latest.jpg", server.url()));
+    for n in 1..=3 {
+        let picture = fetcher.fetch(&url).await.expect("picture");
+        assert!(picture.starts_with(&[0xFF, 0xD8]));
+        assert_eq!(
+            server.connection_count(),
+            n,
+            "picture {n}: a new connection"
+        );
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -124,6 +124,7 @@ type Handler = dyn Fn(&Request) -> Response + Send + Sync + 'static;
 pub struct HttpServer {
     pub port: u16,
     requests: Arc<Mutex<Vec<Request>>>,
+    connections: Arc<AtomicUsize>,
     accept_task: AbortHandle,
 }
 
@@ -139,12 +140,15 @@ where
     let port = listener.local_addr().unwrap().port();
     let requests = Arc::new(Mutex::new(Vec::new()));
     let recorded = requests.clone();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let accepted = connections.clone();
     let task = tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            accepted.fetch_add(1, Ordering::SeqCst);
             let handler = handler.clone();
             let recorded = recorded.clone();
             let service = service_fn(move |req: hyper::Request<Incoming>| {
@@ -164,6 +168,7 @@ where
     HttpServer {
         port,
         requests,
+        connections,
         accept_task: task.abort_handle(),
     }
 }
@@ -222,6 +227,11 @@ impl HttpServer {
 
     pub fn request_count(&self) -> usize {
         self.requests.lock().unwrap().len()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Waits until at least `n` requests arrived and returns all of them.
