@@ -23,6 +23,7 @@ use tracing::{debug, error, info, warn};
 
 use super::spool::{Entry, Spool};
 use super::stats::Stats;
+use super::{Fresh, Queued};
 use crate::backoff::Backoff;
 use crate::mail::{Accepted, Class, Failure, Mailer};
 
@@ -42,6 +43,8 @@ struct Pending {
     due: Instant,
     backoff: Backoff,
     created: u64,
+    /// The message in memory until its first attempt takes it; later attempts read the spool.
+    fresh: Option<Fresh>,
 }
 
 enum Outcome {
@@ -60,7 +63,7 @@ pub async fn run(
     mailer: Mailer,
     settings: DeliverySettings,
     stats: Arc<Stats>,
-    mut new_rx: mpsc::Receiver<String>,
+    mut new_rx: mpsc::Receiver<Queued>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut pending: BTreeMap<String, Pending> = BTreeMap::new();
@@ -74,7 +77,7 @@ pub async fn run(
                 info!(count = ids.len(), dir = %spool.dir().display(), "outbox: resending messages left in the spool");
             }
             for id in ids {
-                enqueue(&mut pending, &mut ready, id, now, &settings);
+                enqueue(&mut pending, &mut ready, id, None, now, &settings);
             }
         }
         Err(e) => error!("outbox: cannot read the spool: {e}"),
@@ -107,10 +110,11 @@ pub async fn run(
                 let Some((_, id)) = ready.pop_first() else {
                     break;
                 };
+                let fresh = pending.get_mut(&id).and_then(|p| p.fresh.take());
                 let spool = spool.clone();
                 let mailer = mailer.clone();
                 in_flight.spawn(async move {
-                    let outcome = attempt(&spool, &mailer, &id).await;
+                    let outcome = attempt(&spool, &mailer, &id, fresh).await;
                     (id, outcome)
                 });
             }
@@ -127,8 +131,10 @@ pub async fn run(
 
         tokio::select! {
             _ = shutdown.changed() => break,
-            id = new_rx.recv(), if producer_open => match id {
-                Some(id) => enqueue(&mut pending, &mut ready, id, Instant::now(), &settings),
+            queued = new_rx.recv(), if producer_open => match queued {
+                Some(Queued { id, fresh }) => {
+                    enqueue(&mut pending, &mut ready, id, fresh, Instant::now(), &settings)
+                }
                 // The producer is gone; keep delivering what is queued until shutdown.
                 None => producer_open = false,
             },
@@ -194,11 +200,12 @@ pub async fn run(
 }
 
 impl Pending {
-    fn new(id: &str, now: Instant, s: &DeliverySettings) -> Pending {
+    fn new(id: &str, fresh: Option<Fresh>, now: Instant, s: &DeliverySettings) -> Pending {
         Pending {
             due: now,
             backoff: Backoff::new(s.retry_min, s.retry_max),
             created: created_from_id(id),
+            fresh,
         }
     }
 }
@@ -222,10 +229,11 @@ fn enqueue(
     pending: &mut BTreeMap<String, Pending>,
     ready: &mut BTreeSet<(Instant, String)>,
     id: String,
+    fresh: Option<Fresh>,
     now: Instant,
     settings: &DeliverySettings,
 ) {
-    let p = Pending::new(&id, now, settings);
+    let p = Pending::new(&id, fresh, now, settings);
     if let Some(old) = pending.insert(id.clone(), p) {
         ready.remove(&(old.due, id.clone()));
     }
@@ -240,17 +248,23 @@ fn update_oldest(stats: &Stats, pending: &BTreeMap<String, Pending>) {
         .store(oldest, std::sync::atomic::Ordering::Relaxed);
 }
 
-async fn attempt(spool: &Spool, mailer: &Mailer, id: &str) -> Outcome {
-    let entry: Entry = {
-        let spool = spool.clone();
-        let id = id.to_owned();
-        match tokio::task::spawn_blocking(move || spool.load(&id)).await {
-            Ok(Ok(e)) => e,
-            Ok(Err(e)) => return Outcome::Unreadable(e.to_string()),
-            Err(e) => return Outcome::Unreadable(e.to_string()),
+async fn attempt(spool: &Spool, mailer: &Mailer, id: &str, fresh: Option<Fresh>) -> Outcome {
+    // A fresh message keeps its share of the in-memory allowance until the send is over.
+    let loaded: Entry;
+    let entry = match &fresh {
+        Some(fresh) => &fresh.entry,
+        None => {
+            let spool = spool.clone();
+            let id = id.to_owned();
+            loaded = match tokio::task::spawn_blocking(move || spool.load(&id)).await {
+                Ok(Ok(e)) => e,
+                Ok(Err(e)) => return Outcome::Unreadable(e.to_string()),
+                Err(e) => return Outcome::Unreadable(e.to_string()),
+            };
+            &loaded
         }
     };
-    let envelope = match envelope(&entry) {
+    let envelope = match envelope(entry) {
         Ok(e) => e,
         Err(why) => return Outcome::Unreadable(why),
     };

@@ -1,7 +1,8 @@
 //! Outbox: where composed mail goes, and the only way out to the SMTP server.
 //!
-//! [`Outbox::submit`] writes the message durably to the [`spool`] first; the [`delivery`]
-//! loop then sends it and deletes it only after the server's 250. In preview mode (no
+//! [`Outbox::submit`] writes the message to the [`spool`] first; the [`delivery`] loop then
+//! sends it and deletes it only after the server's 250. The first attempt gets the message
+//! from memory and starts while the spool directory is being synced. In preview mode (no
 //! `smtp` section) messages are written as `.eml` files instead ([`preview`]).
 
 pub mod delivery;
@@ -12,12 +13,12 @@ pub mod stats;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
-use tracing::{error, info};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tracing::{error, info, warn};
 
 use crate::mail::Mail;
 use preview::PreviewDir;
-use spool::{Meta, Spool, SpoolError};
+use spool::{Entry, Meta, Spool, SpoolError};
 use stats::Stats;
 
 /// Why a message was not accepted into the outbox.
@@ -48,9 +49,30 @@ pub enum Outbox {
 pub struct SpoolOutbox {
     pub spool: Spool,
     pub stats: Arc<Stats>,
-    notify: mpsc::Sender<String>,
+    notify: mpsc::Sender<Queued>,
     max_messages: usize,
     max_bytes: u64,
+    /// Kilobytes of just-spooled messages the delivery loop may hold in memory.
+    in_memory: Arc<Semaphore>,
+}
+
+/// How much just-spooled mail may wait in memory for its first attempt. Beyond that (the
+/// server is slow or unreachable and mail piles up) the first attempt reads the spool file,
+/// as every retry does.
+const IN_MEMORY_KB: usize = 8 * 1024;
+
+/// A message that has just entered the spool, announced to the delivery loop.
+pub struct Queued {
+    pub id: String,
+    /// The message itself, so the first attempt need not read it back from disk.
+    pub fresh: Option<Fresh>,
+}
+
+/// A spooled message kept in memory for its first attempt, holding its share of
+/// [`IN_MEMORY_KB`] until dropped.
+pub struct Fresh {
+    pub entry: Entry,
+    _share: OwnedSemaphorePermit,
 }
 
 impl SpoolOutbox {
@@ -58,7 +80,7 @@ impl SpoolOutbox {
     pub fn open(
         config: &crate::config::OutboxConfig,
         stats: Arc<Stats>,
-        notify: mpsc::Sender<String>,
+        notify: mpsc::Sender<Queued>,
     ) -> Result<SpoolOutbox, SpoolError> {
         let spool = Spool::open(&config.dir)?;
         let (n, _) = spool.usage();
@@ -69,6 +91,21 @@ impl SpoolOutbox {
             notify,
             max_messages: config.max_messages,
             max_bytes: config.max_bytes,
+            in_memory: Arc::new(Semaphore::new(IN_MEMORY_KB)),
+        })
+    }
+
+    /// The message as a [`Fresh`] entry, if the in-memory allowance has room for it.
+    fn fresh(&self, id: &str, meta: Meta, bytes: Vec<u8>) -> Option<Fresh> {
+        let kb = u32::try_from(bytes.len().div_ceil(1024)).ok()?;
+        let share = self.in_memory.clone().try_acquire_many_owned(kb).ok()?;
+        Some(Fresh {
+            entry: Entry {
+                id: id.to_owned(),
+                meta,
+                bytes,
+            },
+            _share: share,
         })
     }
 }
@@ -102,9 +139,10 @@ impl Outbox {
                 };
                 let spool = o.spool.clone();
                 let (max_messages, max_bytes) = (o.max_messages, o.max_bytes);
-                let put = tokio::task::spawn_blocking(move || {
+                let placed = tokio::task::spawn_blocking(move || {
                     spool
-                        .put(&meta, &bytes, max_messages, max_bytes)
+                        .place(&meta, &bytes, max_messages, max_bytes)
+                        .map(|id| (id, meta, bytes))
                         .map_err(|e| match e {
                             SpoolError::Full { depth, bytes } => OutboxError::Full {
                                 depth: depth as u64,
@@ -117,11 +155,21 @@ impl Outbox {
                 })
                 .await
                 .map_err(|e| OutboxError::Task(e.to_string()))?;
-                let id = put.inspect_err(|_| Stats::bump(&o.stats.refused))?;
+                let (id, meta, bytes) = placed.inspect_err(|_| Stats::bump(&o.stats.refused))?;
                 o.stats.depth_add(1);
                 Stats::bump(&o.stats.queued);
-                if o.notify.send(id).await.is_err() {
+                // The file is complete and fsynced under its name: the first attempt can
+                // start now, while the directory is synced, and the send and the fsync take
+                // the time of the longer one instead of both.
+                let fresh = o.fresh(&id, meta, bytes);
+                if o.notify.send(Queued { id, fresh }).await.is_err() {
                     error!("outbox: the delivery loop has stopped; the message stays in the spool for the next start");
+                }
+                let spool = o.spool.clone();
+                match tokio::task::spawn_blocking(move || spool.sync()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!("outbox: the mail is queued and goes out, but {e}; until it is sent, a power cut could lose it"),
+                    Err(e) => warn!("outbox: syncing the spool directory failed: {e}"),
                 }
                 Ok(())
             }
@@ -135,6 +183,10 @@ mod tests {
     use crate::config::OutboxConfig;
 
     fn mail(n: u32) -> Mail {
+        mail_with(n, String::from("x"))
+    }
+
+    fn mail_with(n: u32, body: String) -> Mail {
         let message_id = format!(
             "<{}.{n:016x}@snapmail>",
             1_700_000_000_000u64 + u64::from(n)
@@ -144,7 +196,7 @@ mod tests {
             .to("me@example.com".parse().unwrap())
             .subject(format!("mail {n}"))
             .message_id(Some(message_id.clone()))
-            .body(String::from("x"))
+            .body(body)
             .unwrap();
         Mail {
             message_id,
@@ -195,5 +247,56 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("outbox.max_bytes=10"));
+    }
+
+    #[tokio::test]
+    async fn the_first_attempt_takes_the_message_from_memory_within_an_allowance() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = OutboxConfig {
+            dir: dir.path().to_owned(),
+            ..OutboxConfig::default()
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        let outbox =
+            Outbox::Spool(SpoolOutbox::open(&config, Arc::new(Stats::default()), tx).unwrap());
+        let Outbox::Spool(o) = &outbox else {
+            unreachable!()
+        };
+        outbox.submit(mail(1)).await.unwrap();
+        let first = rx.try_recv().unwrap();
+        let fresh = first
+            .fresh
+            .as_ref()
+            .expect("a small mail is kept in memory");
+        let spooled = o.spool.load(&first.id).unwrap();
+        assert_eq!(
+            fresh.entry.bytes, spooled.bytes,
+            "memory and spool hold the same message"
+        );
+        assert_eq!(fresh.entry.meta, spooled.meta);
+
+        // Mail held in memory uses up the allowance; past it, the first attempt reads the
+        // spool like every retry does. Of nine 1 MB mails, seven fit beside the first one.
+        let line = "x".repeat(1022) + "\r\n";
+        let mut held = vec![first];
+        for n in 2..=10 {
+            outbox
+                .submit(mail_with(n, line.repeat(1024)))
+                .await
+                .unwrap();
+            held.push(rx.try_recv().unwrap());
+        }
+        let kept: Vec<bool> = held.iter().map(|q| q.fresh.is_some()).collect();
+        assert_eq!(
+            kept,
+            [true, true, true, true, true, true, true, true, false, false]
+        );
+        // Dropping what was held gives the allowance back.
+        held.truncate(1);
+        outbox
+            .submit(mail_with(11, line.repeat(1024)))
+            .await
+            .unwrap();
+        assert!(rx.try_recv().unwrap().fresh.is_some());
     }
 }

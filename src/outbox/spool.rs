@@ -145,9 +145,11 @@ impl Spool {
         self.dir.join(format!("{id}.{EXT}"))
     }
 
-    /// Durably store a message unless the spool would then hold more than `max_messages`
-    /// messages or `max_bytes` bytes ([`SpoolError::Full`]). Returns its id.
-    pub fn put(
+    /// Store a message unless the spool would then hold more than `max_messages` messages
+    /// or `max_bytes` bytes ([`SpoolError::Full`]); returns its id. The message is written,
+    /// fsynced and under its name, so the delivery loop can send it; the name itself
+    /// survives a power cut only after [`Spool::sync`].
+    pub fn place(
         &self,
         meta: &Meta,
         bytes: &[u8],
@@ -170,9 +172,13 @@ impl Spool {
             }
             tally.add(&id, size);
         }
-        write_atomic(&self.dir, &self.path(&id), &content)
-            .inspect_err(|_| self.lock().forget(&id))?;
+        place(&self.path(&id), &content).inspect_err(|_| self.lock().forget(&id))?;
         Ok(id)
+    }
+
+    /// Make the names of placed messages durable (an fsync of the spool directory).
+    pub fn sync(&self) -> Result<(), SpoolError> {
+        sync_dir(&self.dir)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tally> {
@@ -253,6 +259,12 @@ impl Spool {
 
 /// temp file → fsync → rename → fsync the directory.
 pub fn write_atomic(dir: &Path, path: &Path, content: &[u8]) -> Result<(), SpoolError> {
+    place(path, content)?;
+    sync_dir(dir)
+}
+
+/// temp file → fsync → rename: after a crash the file is wholly there or not at all.
+fn place(path: &Path, content: &[u8]) -> Result<(), SpoolError> {
     let tmp = path.with_extension(format!("{}.tmp", fastrand::u32(..)));
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -263,8 +275,7 @@ pub fn write_atomic(dir: &Path, path: &Path, content: &[u8]) -> Result<(), Spool
         f.write_all(content).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         drop(f);
-        fs::rename(&tmp, path).map_err(io_err(path))?;
-        sync_dir(dir)
+        fs::rename(&tmp, path).map_err(io_err(path))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -292,11 +303,11 @@ mod tests {
     }
 
     #[test]
-    fn put_list_load_remove_bury() {
+    fn place_list_load_remove_bury() {
         let tmp = tempfile::tempdir().unwrap();
         let spool = Spool::open(tmp.path()).unwrap();
         let a = spool
-            .put(
+            .place(
                 &meta("<100.aa@snapmail>"),
                 b"Subject: a\r\n\r\nA",
                 10,
@@ -304,13 +315,14 @@ mod tests {
             )
             .unwrap();
         let b = spool
-            .put(
+            .place(
                 &meta("<200.bb@snapmail>"),
                 b"Subject: b\r\n\r\nB",
                 10,
                 1 << 20,
             )
             .unwrap();
+        spool.sync().unwrap();
         assert_eq!(spool.list().unwrap(), vec![a.clone(), b.clone()]);
         let e = spool.load(&a).unwrap();
         assert_eq!(e.bytes, b"Subject: a\r\n\r\nA");
