@@ -19,11 +19,12 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use support::daemon::Daemon;
+use support::daemon::{Daemon, BIN};
 use support::rig::{self, Rig};
 use support::{free_port, images, mosquitto, smtp};
 
@@ -59,7 +60,7 @@ async fn run() {
     let mut rows = Table::default();
 
     if wanted("start") {
-        let start = start_and_idle().await;
+        let start = start_and_idle(Path::new(BIN)).await;
         rows.add(
             "start → subscribed (median of 5)",
             ms(start.subscribed),
@@ -72,6 +73,23 @@ async fn run() {
             "",
             "≤ 10 MB",
         );
+        match static_build() {
+            Ok(bin) => {
+                let start = start_and_idle(&bin).await;
+                rows.add(
+                    "static musl build (Docker image, add-on): start → subscribed; idle RSS (anonymous part)",
+                    format!(
+                        "{}; {} ({})",
+                        ms(start.subscribed),
+                        mb(start.idle_rss),
+                        mb(start.idle_anon)
+                    ),
+                    "",
+                    "≤ 10 MB",
+                );
+            }
+            Err(why) => println!("static musl build not measured: {why}"),
+        }
     }
 
     if wanted("latency") {
@@ -165,14 +183,14 @@ struct Start {
     idle_anon: u64,
 }
 
-async fn start_and_idle() -> Start {
+async fn start_and_idle(bin: &Path) -> Start {
     let r = rig::start(1920, 1080).await;
     let mut times = Vec::new();
     let mut rss = 0;
     let mut anon = 0;
     for _ in 0..5 {
         let began = Instant::now();
-        let mut d = daemon(&config(&r, ""), &[]);
+        let mut d = daemon_of(bin, &config(&r, ""), &[]);
         let subscribed = wait_for_log(&d, "mqtt: subscribed").await;
         times.push(subscribed - began);
         // Idle means after the start-up work is done: give it a moment with nothing to do.
@@ -489,10 +507,61 @@ fn config(r: &Rig, sources: &str) -> String {
 }
 
 fn daemon(config: &str, envs: &[(&str, &str)]) -> Daemon {
+    daemon_of(Path::new(BIN), config, envs)
+}
+
+fn daemon_of(bin: &Path, config: &str, envs: &[(&str, &str)]) -> Daemon {
     // A known Frigate version: snapshots are asked for at mail size, no /api/version probe.
     let mut all = vec![("RUST_LOG", "info"), ("SNAPMAIL__FRIGATE__VERSION", "0.14")];
     all.extend_from_slice(envs);
-    Daemon::start(Some(config), &all)
+    Daemon::start_binary(bin, Some(config), &all)
+}
+
+/// The static musl binary that the Docker image and the Home Assistant add-on ship, built
+/// beside this one by `cargo build --release --target <arch>-unknown-linux-musl --bin
+/// snapmail` (docker/Dockerfile's command). It is measured only when it exists and is newer
+/// than every source file, so a stale build never stands in for the current code.
+fn static_build() -> Result<PathBuf, String> {
+    let target_dir = Path::new(BIN)
+        .ancestors()
+        .nth(2)
+        .ok_or("no target directory")?;
+    let triple = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
+    let bin = target_dir.join(&triple).join("release/snapmail");
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .map_err(|_| {
+            format!(
+                "{} not found (cargo build --release --target {triple} --bin snapmail)",
+                bin.display()
+            )
+        })?;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    if newest_change(&src) > built {
+        return Err(format!(
+            "{} is older than the sources; rebuild it (cargo build --release --target {triple} --bin snapmail)",
+            bin.display()
+        ));
+    }
+    Ok(bin)
+}
+
+/// The latest modification time of any file under `dir`.
+fn newest_change(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest_change(&path)
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(newest)
+        };
+        newest = newest.max(t);
+    }
+    newest
 }
 
 /// Waits (1 ms polls) for a log line; returns when it was seen.

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_snapmail");
 
 pub struct Daemon {
+    /// The executable: this package's `snapmail` unless started with another build.
+    bin: PathBuf,
     child: Option<Child>,
     dir: PathBuf,
     /// Set when the daemon created its directory; removed when the daemon is dropped.
@@ -75,11 +77,18 @@ fn capture(stream: impl Read + Send + 'static, lines: Arc<Mutex<Vec<String>>>) -
 
 impl Daemon {
     pub fn start(config_yaml: Option<&str>, envs: &[(&str, &str)]) -> Daemon {
+        Daemon::start_binary(Path::new(BIN), config_yaml, envs)
+    }
+
+    /// Like [`Daemon::start`], but runs another build of snapmail, e.g. the static musl
+    /// binary the Docker image ships, so a benchmark can compare builds.
+    pub fn start_binary(bin: &Path, config_yaml: Option<&str>, envs: &[(&str, &str)]) -> Daemon {
         let tmp = tempfile::Builder::new()
             .prefix("snapmail-daemon-")
             .tempdir()
             .expect("create temp dir for the daemon");
         let mut d = Daemon::prepare(tmp.path(), config_yaml, envs);
+        d.bin = bin.to_owned();
         d._tmp = Some(tmp);
         d.spawn();
         d
@@ -98,6 +107,7 @@ impl Daemon {
             path
         });
         Daemon {
+            bin: PathBuf::from(BIN),
             child: None,
             dir: dir.to_path_buf(),
             _tmp: None,
@@ -114,7 +124,7 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(&self.bin);
         cmd.current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -138,7 +148,7 @@ impl Daemon {
         }
         let mut child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("failed to start {BIN}: {e}"));
+            .unwrap_or_else(|e| panic!("failed to start {}: {e}", self.bin.display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         self.readers = vec![
