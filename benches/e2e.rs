@@ -520,7 +520,8 @@ fn daemon_of(bin: &Path, config: &str, envs: &[(&str, &str)]) -> Daemon {
 /// The static musl binary that the Docker image and the Home Assistant add-on ship, built
 /// beside this one by `cargo build --release --target <arch>-unknown-linux-musl --bin
 /// snapmail` (docker/Dockerfile's command). It is measured only when it exists and is newer
-/// than every source file, so a stale build never stands in for the current code.
+/// than every source file and the manifest and lock file, so a stale build never stands in
+/// for the current code.
 fn static_build() -> Result<PathBuf, String> {
     let target_dir = Path::new(BIN)
         .ancestors()
@@ -528,40 +529,36 @@ fn static_build() -> Result<PathBuf, String> {
         .ok_or("no target directory")?;
     let triple = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
     let bin = target_dir.join(&triple).join("release/snapmail");
+    let build = format!("cargo build --release --target {triple} --bin snapmail");
     let built = std::fs::metadata(&bin)
         .and_then(|m| m.modified())
-        .map_err(|_| {
-            format!(
-                "{} not found (cargo build --release --target {triple} --bin snapmail)",
-                bin.display()
-            )
-        })?;
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    if newest_change(&src) > built {
+        .map_err(|_| format!("{} not found ({build})", bin.display()))?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let changed = ["src", "Cargo.toml", "Cargo.lock"]
+        .iter()
+        .map(|p| newest_change(&root.join(p)))
+        .max()
+        .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+    if changed > built {
         return Err(format!(
-            "{} is older than the sources; rebuild it (cargo build --release --target {triple} --bin snapmail)",
+            "{} is older than the sources; rebuild it ({build})",
             bin.display()
         ));
     }
     Ok(bin)
 }
 
-/// The latest modification time of any file under `dir`.
-fn newest_change(dir: &Path) -> std::time::SystemTime {
-    let mut newest = std::time::SystemTime::UNIX_EPOCH;
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        let t = if path.is_dir() {
-            newest_change(&path)
-        } else {
-            entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(newest)
-        };
-        newest = newest.max(t);
-    }
-    newest
+/// The latest modification time of `path`, or of any file under it when it is a directory.
+fn newest_change(path: &Path) -> std::time::SystemTime {
+    let own = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+    std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| newest_change(&entry.path()))
+        .fold(own, std::cmp::Ord::max)
 }
 
 /// Waits (1 ms polls) for a log line; returns when it was seen.

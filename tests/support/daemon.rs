@@ -87,27 +87,26 @@ impl Daemon {
             .prefix("snapmail-daemon-")
             .tempdir()
             .expect("create temp dir for the daemon");
-        let mut d = Daemon::prepare(tmp.path(), config_yaml, envs);
-        d.bin = bin.to_owned();
+        let mut d = Daemon::prepare(bin, tmp.path(), config_yaml, envs);
         d._tmp = Some(tmp);
         d.spawn();
         d
     }
 
     pub fn start_in(dir: &Path, config_yaml: Option<&str>, envs: &[(&str, &str)]) -> Daemon {
-        let mut d = Daemon::prepare(dir, config_yaml, envs);
+        let mut d = Daemon::prepare(Path::new(BIN), dir, config_yaml, envs);
         d.spawn();
         d
     }
 
-    fn prepare(dir: &Path, config_yaml: Option<&str>, envs: &[(&str, &str)]) -> Daemon {
+    fn prepare(bin: &Path, dir: &Path, config_yaml: Option<&str>, envs: &[(&str, &str)]) -> Daemon {
         let config_path = config_yaml.map(|yaml| {
             let path = dir.join("config.yaml");
             std::fs::write(&path, yaml).expect("write config.yaml");
             path
         });
         Daemon {
-            bin: PathBuf::from(BIN),
+            bin: bin.to_owned(),
             child: None,
             dir: dir.to_path_buf(),
             _tmp: None,
