@@ -50,7 +50,7 @@ impl Addon {
             .bearer_auth(self.token.expose())
             .send()
             .await
-            .map_err(|e| SupervisorError::Request(crate::snapshot::fetch::error_chain(&e)))?;
+            .map_err(|e| SupervisorError::Request(crate::errors::error_chain(&e)))?;
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
         match status.as_u16() {

@@ -14,8 +14,10 @@
 pub mod addon;
 pub mod backoff;
 pub mod config;
+pub mod errors;
 pub mod event;
 pub mod mail;
+pub mod metrics;
 pub mod ops;
 pub mod outbox;
 pub mod pipeline;

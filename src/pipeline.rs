@@ -23,9 +23,9 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::event::Event;
 use crate::mail::{Composer, Mailer};
+use crate::metrics::OutboxStats;
 use crate::outbox::delivery::{self, DeliverySettings};
 use crate::outbox::preview::PreviewDir;
-use crate::outbox::stats::Stats;
 use crate::outbox::{Outbox, SpoolOutbox};
 use crate::policy::{self, Digest, Policy};
 use crate::snapshot::{self, Notification, Snapshotter};
@@ -53,7 +53,7 @@ pub enum StartError {
 
 /// What the running daemon exposes to the binary (and to tests).
 pub struct Running {
-    pub stats: Arc<Stats>,
+    pub stats: Arc<OutboxStats>,
     tasks: tokio::task::JoinSet<()>,
 }
 
@@ -76,9 +76,9 @@ const QUEUE_IN_FLIGHT: usize = 8;
 /// Start every stage. They run until `shutdown` is set to `true`.
 pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Running, StartError> {
     crate::tls::install_crypto_provider();
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(OutboxStats::default());
     let mut tasks = tokio::task::JoinSet::new();
-    crate::ops::metrics().watch_outbox(stats.clone());
+    crate::metrics::metrics().watch_outbox(stats.clone());
     if config.http.enabled {
         let listener = crate::ops::http::bind(config.http.listen).await?;
         tasks.spawn(crate::ops::http::serve(listener, shutdown.clone()));

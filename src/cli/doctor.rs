@@ -1288,7 +1288,7 @@ pub(super) async fn probe_camera(client: &reqwest::Client, config: &Config, came
     let t0 = Instant::now();
     let mut probe = Probe {
         // Shown to the user: without any login the URL may carry.
-        url: snapmail::snapshot::fetch::redact_url(&url),
+        url: snapmail::errors::redact_url(&url),
         status: None,
         bytes: 0,
         fetch_ms: 0,
@@ -1306,10 +1306,10 @@ pub(super) async fn probe_camera(client: &reqwest::Client, config: &Config, came
                     probe.status.unwrap_or(0),
                     String::from_utf8_lossy(&b[..b.len().min(120)]).trim()
                 )),
-                Err(e) => Err(snapmail::snapshot::fetch::error_chain(&e)),
+                Err(e) => Err(snapmail::errors::error_chain(&e)),
             }
         }
-        Err(e) => Err(snapmail::snapshot::fetch::error_chain(&e)),
+        Err(e) => Err(snapmail::errors::error_chain(&e)),
     };
     probe.fetch_ms = t0.elapsed().as_millis();
     let body = match body {

@@ -131,9 +131,7 @@ pub fn describe(
                 .map(|s| s.recipients().join(", "))
                 .unwrap_or_else(|| value.clone()),
             // A URL may carry a login (`http://user:pass@frigate:5000`).
-            _ if value.contains("://") && value.contains('@') => {
-                crate::snapshot::fetch::redact_url(value)
-            }
+            _ if value.contains("://") && value.contains('@') => crate::errors::redact_url(value),
             _ => value.clone(),
         };
         out.push(Entry {

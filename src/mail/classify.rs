@@ -122,7 +122,7 @@ pub fn enhanced_code(text: &str) -> Option<String> {
 
 /// Classify a lettre SMTP error.
 pub fn classify(err: &lettre::transport::smtp::Error) -> Failure {
-    let detail = one_line(&crate::snapshot::fetch::error_chain(err));
+    let detail = one_line(&crate::errors::error_chain(err));
     if let Some(code) = err.status() {
         let code = u16::from(code);
         let after_code = detail.split_once("): ").map(|(_, t)| t).unwrap_or(&detail);

@@ -148,12 +148,12 @@ impl TokenSource {
             .await
             .map_err(|e| OAuthError::Connect {
                 url: url.clone(),
-                reason: crate::snapshot::fetch::error_chain(&e),
+                reason: crate::errors::error_chain(&e),
             })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(|e| OAuthError::Connect {
             url: url.clone(),
-            reason: crate::snapshot::fetch::error_chain(&e),
+            reason: crate::errors::error_chain(&e),
         })?;
         let reply: Option<TokenReply> = serde_json::from_str(&text).ok();
         if let Some(TokenReply {

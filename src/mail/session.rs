@@ -135,7 +135,7 @@ impl Sessions {
                 let tls = tokio_rustls::TlsConnector::from(e.implicit.clone())
                     .connect(name, tcp)
                     .await
-                    .map_err(|err| tls_failure(crate::snapshot::fetch::error_chain(&err)))?;
+                    .map_err(|err| tls_failure(crate::errors::error_chain(&err)))?;
                 AsyncSmtpConnection::connect_with_transport(Box::new(TlsTcp(tls)), &self.hello)
                     .await
                     .map_err(|err| classify(&err))?

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
 
 use crate::event::Event;
-use crate::outbox::stats::Stats;
+use crate::metrics::OutboxStats;
 use crate::sources::{Decoded, Decoder, Message, Outgoing};
 
 /// Topics and names the discovery message refers to.
@@ -208,7 +208,7 @@ impl Decoder for DiscoveryDecoder {
 /// when Home Assistant comes online, and the counters every `every`.
 pub async fn run(
     d: Discovery,
-    stats: Arc<Stats>,
+    stats: Arc<OutboxStats>,
     publish: mpsc::Sender<Outgoing>,
     mut connections: watch::Receiver<u64>,
     mut republish: mpsc::Receiver<()>,
@@ -216,7 +216,7 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(every);
     let mut day = today();
-    let mut base = (Stats::get(&stats.sent), suppressed());
+    let mut base = (OutboxStats::get(&stats.sent), suppressed());
     loop {
         let announce = tokio::select! {
             c = connections.changed() => { if c.is_err() { break } true }
@@ -243,14 +243,14 @@ pub async fn run(
         }
         if today() != day {
             day = today();
-            base = (Stats::get(&stats.sent), suppressed());
+            base = (OutboxStats::get(&stats.sent), suppressed());
         }
-        let last = Stats::get(&stats.last_sent);
+        let last = OutboxStats::get(&stats.last_sent);
         let payload = json!({
-            "sent_today": Stats::get(&stats.sent).saturating_sub(base.0),
+            "sent_today": OutboxStats::get(&stats.sent).saturating_sub(base.0),
             "suppressed_today": suppressed().saturating_sub(base.1),
-            "failed": Stats::get(&stats.dead),
-            "outbox_depth": Stats::get(&stats.depth),
+            "failed": OutboxStats::get(&stats.dead),
+            "outbox_depth": OutboxStats::get(&stats.depth),
             "last_mail": (last > 0).then(|| jiff::Timestamp::from_second(last as i64).map(|t| t.to_string()).ok()).flatten(),
         });
         debug!("homeassistant: stats {payload}");
@@ -266,7 +266,7 @@ pub async fn run(
 }
 
 fn suppressed() -> u64 {
-    crate::ops::metrics().decisions_total("suppressed")
+    crate::metrics::metrics().decisions_total("suppressed")
 }
 
 fn today() -> jiff::civil::Date {

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
-use super::metrics::metrics;
+use crate::metrics::metrics;
 
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]

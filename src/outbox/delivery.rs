@@ -22,10 +22,10 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::spool::{Entry, Spool};
-use super::stats::Stats;
 use super::{Fresh, Queued};
 use crate::backoff::Backoff;
 use crate::mail::{Accepted, Class, Failure, Mailer};
+use crate::metrics::OutboxStats;
 
 /// Timing knobs of the delivery loop (from `outbox.*`).
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ pub async fn run(
     spool: Spool,
     mailer: Mailer,
     settings: DeliverySettings,
-    stats: Arc<Stats>,
+    stats: Arc<OutboxStats>,
     mut new_rx: mpsc::Receiver<Queued>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -240,7 +240,7 @@ fn enqueue(
     ready.insert((now, id));
 }
 
-fn update_oldest(stats: &Stats, pending: &BTreeMap<String, Pending>) {
+fn update_oldest(stats: &OutboxStats, pending: &BTreeMap<String, Pending>) {
     // Spool ids start with the creation time, so the first id is the oldest message.
     let oldest = pending.values().next().map_or(0, |p| p.created);
     stats
@@ -303,7 +303,7 @@ enum Verdict {
 async fn handle(
     spool: &Spool,
     settings: &DeliverySettings,
-    stats: &Stats,
+    stats: &OutboxStats,
     pending: &mut BTreeMap<String, Pending>,
     id: &str,
     outcome: Outcome,
@@ -316,8 +316,8 @@ async fn handle(
     };
     match outcome {
         Outcome::Sent(acc) => {
-            crate::ops::metrics().smtp_reply(Some(acc.code));
-            crate::ops::metrics().set_credentials_blocked(false);
+            crate::metrics::metrics().smtp_reply(Some(acc.code));
+            crate::metrics::metrics().set_credentials_blocked(false);
             // Delete only now: the server has answered 250 to the end of DATA.
             let s = spool.clone();
             let owned = id.to_owned();
@@ -329,7 +329,7 @@ async fn handle(
                 error!(id, "outbox: delivered, but cannot remove it from the spool ({e}); it may be sent twice");
             }
             pending.remove(id);
-            Stats::bump(&stats.sent);
+            OutboxStats::bump(&stats.sent);
             stats.last_sent.store(
                 SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -350,7 +350,7 @@ async fn handle(
             Verdict::Retry
         }
         Outcome::Failed { failure, age } => {
-            crate::ops::metrics().smtp_reply(failure.code);
+            crate::metrics::metrics().smtp_reply(failure.code);
             handle_failure(
                 spool,
                 settings,
@@ -370,7 +370,7 @@ async fn handle(
 async fn handle_failure(
     spool: &Spool,
     settings: &DeliverySettings,
-    stats: &Stats,
+    stats: &OutboxStats,
     pending: &mut BTreeMap<String, Pending>,
     id: &str,
     failure: Failure,
@@ -393,7 +393,7 @@ async fn handle_failure(
             }
             let delay = p.backoff.next_delay();
             p.due = Instant::now() + delay;
-            Stats::bump(&stats.retried);
+            OutboxStats::bump(&stats.retried);
             warn!(
                 id,
                 attempt = p.backoff.attempts(),
@@ -403,8 +403,8 @@ async fn handle_failure(
             Verdict::Retry
         }
         Class::Credentials => {
-            Stats::bump(&stats.paused_credentials);
-            crate::ops::metrics().set_credentials_blocked(true);
+            OutboxStats::bump(&stats.paused_credentials);
+            crate::metrics::metrics().set_credentials_blocked(true);
             if !*credentials_told {
                 error!(
                         "outbox: LOGIN REFUSED — {failure}. Sending is paused; queued mail is kept and a login is tried again every {}",
@@ -421,7 +421,7 @@ async fn handle_failure(
             Verdict::Pause(settings.credentials_pause)
         }
         Class::Quota => {
-            Stats::bump(&stats.paused_quota);
+            OutboxStats::bump(&stats.paused_quota);
             warn!(
                 "outbox: {failure}. Sending pauses for {}; new mail keeps queuing",
                 humantime::format_duration(settings.quota_pause)
@@ -441,7 +441,7 @@ async fn handle_failure(
 
 async fn bury(
     spool: &Spool,
-    stats: &Stats,
+    stats: &OutboxStats,
     pending: &mut BTreeMap<String, Pending>,
     id: &str,
     reason: &str,
@@ -455,6 +455,6 @@ async fn bury(
         Err(e) => error!(id, "outbox: cannot move the message to dead/: {e}"),
     }
     pending.remove(id);
-    Stats::bump(&stats.dead);
+    OutboxStats::bump(&stats.dead);
     stats.depth_sub(1);
 }

@@ -8,7 +8,6 @@
 pub mod delivery;
 pub mod preview;
 pub mod spool;
-pub mod stats;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,9 +16,9 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::{error, info, warn};
 
 use crate::mail::Mail;
+use crate::metrics::OutboxStats;
 use preview::PreviewDir;
 use spool::{Entry, Meta, Spool, SpoolError};
-use stats::Stats;
 
 /// Why a message was not accepted into the outbox.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +47,7 @@ pub enum Outbox {
 #[derive(Clone)]
 pub struct SpoolOutbox {
     pub spool: Spool,
-    pub stats: Arc<Stats>,
+    pub stats: Arc<OutboxStats>,
     notify: mpsc::Sender<Queued>,
     max_messages: usize,
     max_bytes: u64,
@@ -79,7 +78,7 @@ impl SpoolOutbox {
     /// Open the spool; `notify` tells the delivery loop about new messages.
     pub fn open(
         config: &crate::config::OutboxConfig,
-        stats: Arc<Stats>,
+        stats: Arc<OutboxStats>,
         notify: mpsc::Sender<Queued>,
     ) -> Result<SpoolOutbox, SpoolError> {
         let spool = Spool::open(&config.dir)?;
@@ -155,9 +154,10 @@ impl Outbox {
                 })
                 .await
                 .map_err(|e| OutboxError::Task(e.to_string()))?;
-                let (id, meta, bytes) = placed.inspect_err(|_| Stats::bump(&o.stats.refused))?;
+                let (id, meta, bytes) =
+                    placed.inspect_err(|_| OutboxStats::bump(&o.stats.refused))?;
                 o.stats.depth_add(1);
-                Stats::bump(&o.stats.queued);
+                OutboxStats::bump(&o.stats.queued);
                 // The file is complete and fsynced under its name: the first attempt can
                 // start now, while the directory is synced, and the send and the fsync take
                 // the time of the longer one instead of both.
@@ -212,15 +212,15 @@ mod tests {
             max_messages: 2,
             ..OutboxConfig::default()
         };
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(OutboxStats::default());
         let (tx, mut rx) = mpsc::channel(8);
         let outbox = Outbox::Spool(SpoolOutbox::open(&config, stats.clone(), tx).unwrap());
         outbox.submit(mail(1)).await.unwrap();
         outbox.submit(mail(2)).await.unwrap();
         let err = outbox.submit(mail(3)).await.unwrap_err();
         assert!(err.to_string().contains("outbox.max_messages=2"), "{err}");
-        assert_eq!(Stats::get(&stats.refused), 1);
-        assert_eq!(Stats::get(&stats.queued), 2);
+        assert_eq!(OutboxStats::get(&stats.refused), 1);
+        assert_eq!(OutboxStats::get(&stats.queued), 2);
         let Outbox::Spool(o) = &outbox else {
             unreachable!()
         };
@@ -239,8 +239,9 @@ mod tests {
             ..OutboxConfig::default()
         };
         let (tx, _rx) = mpsc::channel(8);
-        let outbox =
-            Outbox::Spool(SpoolOutbox::open(&config, Arc::new(Stats::default()), tx).unwrap());
+        let outbox = Outbox::Spool(
+            SpoolOutbox::open(&config, Arc::new(OutboxStats::default()), tx).unwrap(),
+        );
         assert!(outbox
             .submit(mail(4))
             .await
@@ -257,8 +258,9 @@ mod tests {
             ..OutboxConfig::default()
         };
         let (tx, mut rx) = mpsc::channel(64);
-        let outbox =
-            Outbox::Spool(SpoolOutbox::open(&config, Arc::new(Stats::default()), tx).unwrap());
+        let outbox = Outbox::Spool(
+            SpoolOutbox::open(&config, Arc::new(OutboxStats::default()), tx).unwrap(),
+        );
         let Outbox::Spool(o) = &outbox else {
             unreachable!()
         };

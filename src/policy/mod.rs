@@ -535,7 +535,7 @@ fn rule_kind(rule: &str) -> &str {
 
 fn log_decision(ev: &Event, d: &Decision, logged: &mut Dedup, now: Now) {
     let summary = ev.summary();
-    let m = crate::ops::metrics();
+    let m = crate::metrics::metrics();
     match d {
         Decision::Mail { .. } => m.decision("mailed", ""),
         Decision::Duplicate => m.decision("duplicate", ""),

@@ -104,14 +104,14 @@ impl Snapshotter {
             .fetch(&event.snapshot)
             .await
             .map_err(|e| e.to_string())?;
-        crate::ops::metrics().fetch_took(started.elapsed());
+        crate::metrics::metrics().fetch_took(started.elapsed());
         let started = std::time::Instant::now();
         let picture = self
             .pool
             .thumbnail(bytes, spec, self.limits.clone())
             .await
             .map_err(|e| e.to_string());
-        crate::ops::metrics().resize_took(started.elapsed());
+        crate::metrics::metrics().resize_took(started.elapsed());
         picture
     }
 }

@@ -146,7 +146,7 @@ pub async fn run(
                 backoff.reset();
                 info!(session_present = ack.session_present, "mqtt: connected");
                 links.connections.send_modify(|n| *n += 1);
-                crate::ops::metrics().set_mqtt_connected(true);
+                crate::metrics::metrics().set_mqtt_connected(true);
                 // rumqttc does not restore subscriptions after a reconnect: subscribe every time.
                 for topic in &all_topics {
                     if let Err(e) = client.try_subscribe(topic.clone(), qos) {
@@ -171,7 +171,7 @@ pub async fn run(
                     match decoder.decode(msg) {
                         Decoded::Event(ev) => {
                             debug!(source = ev.source, camera = %ev.camera, id = %ev.id, "mqtt: event decoded");
-                            crate::ops::metrics().event_received(ev.source, &ev.camera);
+                            crate::metrics::metrics().event_received(ev.source, &ev.camera);
                             if out.send(Input::Event(ev)).await.is_err() {
                                 return;
                             }
@@ -193,7 +193,7 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(e) => {
-                crate::ops::metrics().set_mqtt_connected(false);
+                crate::metrics::metrics().set_mqtt_connected(false);
                 let delay = backoff.next_delay();
                 if connected || backoff.attempts() <= 1 {
                     warn!(

@@ -1,8 +1,14 @@
 //! Process-wide metrics in Prometheus form, and the health facts `/healthz` reports.
 //!
 //! One global [`Metrics`] (stages record into it with one-line calls, so instrumenting a stage
-//! changes no signatures). Outbox counters live in [`crate::outbox::stats::Stats`] and are
-//! read at scrape time by a collector, so there is a single source of truth for them.
+//! changes no signatures). Outbox counters live in [`OutboxStats`], which the outbox counts
+//! into and a collector reads at scrape time, so there is a single source of truth for them.
+//!
+//! This module is a leaf: every stage may record here, and it knows none of them.
+
+mod outbox;
+
+pub use outbox::OutboxStats;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -15,8 +21,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-
-use crate::outbox::stats::Stats;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -141,7 +145,7 @@ impl Metrics {
     }
 
     /// Export the outbox counters of `stats` (once per process).
-    pub fn watch_outbox(&self, stats: Arc<Stats>) {
+    pub fn watch_outbox(&self, stats: Arc<OutboxStats>) {
         self.registry
             .lock()
             .expect("metrics registry lock")
@@ -177,7 +181,7 @@ impl Metrics {
 }
 
 #[derive(Debug)]
-struct OutboxCollector(Arc<Stats>);
+struct OutboxCollector(Arc<OutboxStats>);
 
 impl Collector for OutboxCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -216,17 +220,17 @@ impl Collector for OutboxCollector {
             ),
         ];
         for (name, help, value) in counters {
-            let c = ConstCounter::new(Stats::get(value));
+            let c = ConstCounter::new(OutboxStats::get(value));
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
-        let depth = ConstGauge::new(Stats::get(&s.depth) as i64);
+        let depth = ConstGauge::new(OutboxStats::get(&s.depth) as i64);
         depth.encode(encoder.encode_descriptor(
             "snapmail_outbox_depth",
             "Mails waiting in the outbox",
             None,
             depth.metric_type(),
         )?)?;
-        let oldest = Stats::get(&s.oldest_created);
+        let oldest = OutboxStats::get(&s.oldest_created);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())

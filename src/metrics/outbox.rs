@@ -1,9 +1,9 @@
-//! Delivery counters, shared between the outbox and whoever reports on it.
+//! Delivery counters: the outbox counts into them, `/metrics` and Home Assistant read them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
-pub struct Stats {
+pub struct OutboxStats {
     /// Messages accepted into the spool.
     pub queued: AtomicU64,
     /// Messages the server accepted (250 after DATA).
@@ -26,7 +26,7 @@ pub struct Stats {
     pub last_sent: AtomicU64,
 }
 
-impl Stats {
+impl OutboxStats {
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
