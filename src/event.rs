@@ -1,5 +1,7 @@
 //! The normalized [`Event`]: what every source turns its messages into, and the only thing
 //! the later stages (policy, snapshot, mail) know about where a notification came from.
+//! Beside it, the [`Control`] commands (arm, disarm, snooze) that reach the policy stage the
+//! same way, as one [`Input`] stream.
 
 use std::time::SystemTime;
 
@@ -102,6 +104,29 @@ impl Event {
         }
         s
     }
+}
+
+/// A command on snapmail's own control topics (arm/disarm/snooze).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Control {
+    /// `None`: every camera (`<prefix>/all/...`).
+    pub camera: Option<String>,
+    pub action: ControlAction,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ControlAction {
+    /// `ON` arms the camera, `OFF` disarms it (and cancels a snooze either way).
+    Arm(bool),
+    /// Mail nothing for this long; zero cancels a snooze.
+    Snooze(std::time::Duration),
+}
+
+/// What the MQTT task hands to the policy stage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Event(Box<Event>),
+    Control(Control),
 }
 
 #[cfg(test)]

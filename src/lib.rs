@@ -18,6 +18,7 @@ pub mod errors;
 pub mod event;
 pub mod mail;
 pub mod metrics;
+pub mod mqtt;
 pub mod ops;
 pub mod outbox;
 pub mod pipeline;

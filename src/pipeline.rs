@@ -22,15 +22,16 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::event::Event;
+use crate::event::Input;
 use crate::mail::{Composer, Mailer};
 use crate::metrics::OutboxStats;
+use crate::mqtt::{self, broker, BrokerAddress, MqttLinks, MqttSettings, Outgoing};
 use crate::outbox::delivery::{self, DeliverySettings};
 use crate::outbox::preview::PreviewDir;
 use crate::outbox::{Outbox, SpoolOutbox};
 use crate::policy::{self, Digest, Policy};
 use crate::snapshot::{self, Notification, Snapshotter};
-use crate::sources::mqtt::{self, BrokerAddress, MqttLinks, MqttSettings};
-use crate::sources::{self, broker, Input, Outgoing};
+use crate::sources;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use snapmail::event::{Event, SnapshotSource};
-use snapmail::sources::mqtt::{self, BrokerAddress, MqttLinks, MqttSettings};
+use snapmail::mqtt::{self, BrokerAddress, MqttLinks, MqttSettings};
 use support::mosquitto::{self, Mosquitto};
 use support::wait::wait_until;
 use tokio::sync::{mpsc, watch};
@@ -47,7 +47,7 @@ fn lines(name: &str) -> Vec<(String, String)> {
 
 struct Harness {
     broker: Mosquitto,
-    rx: mpsc::Receiver<snapmail::sources::Input>,
+    rx: mpsc::Receiver<snapmail::event::Input>,
     _shutdown: watch::Sender<bool>,
 }
 
@@ -117,7 +117,7 @@ impl Harness {
                 .await
                 .expect("the marker event arrives")
                 .expect("the MQTT task runs");
-            let snapmail::sources::Input::Event(ev) = input else {
+            let snapmail::event::Input::Event(ev) = input else {
                 continue;
             };
             let ev = *ev;

@@ -8,8 +8,9 @@ use std::time::SystemTime;
 use proptest::prelude::*;
 use snapmail::config::Config;
 use snapmail::event::SnapshotSource;
+use snapmail::mqtt::{Decoded, Message};
 use snapmail::snapshot::image::{thumbnail, Limits, ResizeSpec};
-use snapmail::sources::{decoders, Decoded, Message};
+use snapmail::sources::decoders;
 
 /// One source of every kind, with the options that switch on each decoding path.
 const EVERY_SOURCE: &str = include_str!("fixtures/every-source.yaml");

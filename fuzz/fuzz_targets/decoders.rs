@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use snapmail::config::Config;
-use snapmail::sources::{decoders, Message};
+use snapmail::mqtt::Message;
+use snapmail::sources::decoders;
 
 /// One source of every kind (shared with `tests/properties.rs`).
 const EVERY_SOURCE: &str = include_str!("../../tests/fixtures/every-source.yaml");

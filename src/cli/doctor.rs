@@ -21,8 +21,9 @@ use tokio::net::TcpStream;
 use snapmail::config::{AuthMethod, Config, Security, SmtpConfig};
 use snapmail::mail::classify::{self, Failure};
 use snapmail::mail::Mailer;
+use snapmail::mqtt::{BrokerAddress, Decoded, Message};
 use snapmail::snapshot::image::{Limits, Thumbnail};
-use snapmail::sources::{self, mqtt::BrokerAddress, Decoded, Message};
+use snapmail::sources;
 
 #[derive(Debug, clap::Args)]
 pub struct DoctorArgs {
@@ -1061,7 +1062,7 @@ async fn mqtt_steps(config: &Config, args: &DoctorArgs, report: &mut Report) {
     let cfg = &config.mqtt;
     // A client id of its own, so the check does not push a running snapmail off the broker.
     let client_id = format!("{}-doctor-{}", cfg.client_id, std::process::id());
-    let mut opts = snapmail::sources::mqtt::client_options(cfg, &addr, client_id);
+    let mut opts = snapmail::mqtt::client_options(cfg, &addr, client_id);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_clean_session(true);
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
@@ -1189,7 +1190,7 @@ async fn mqtt_steps(config: &Config, args: &DoctorArgs, report: &mut Report) {
         };
         let retained = if p.retain { " (retained)" } else { "" };
         for (decoder, f) in decoders.iter_mut().zip(&filters) {
-            if !sources::matches_any(&p.topic, f) {
+            if !snapmail::mqtt::matches_any(&p.topic, f) {
                 continue;
             }
             let verdict = match decoder.decode(msg) {

@@ -213,8 +213,7 @@ fn resolve_secrets(cfg: &mut Config) -> Result<(), ConfigError> {
 fn validate(cfg: &Config) -> Result<(), ConfigError> {
     crate::policy::settings::Settings::from_config(cfg).map_err(invalid)?;
     if let Some(url) = &cfg.mqtt.url {
-        crate::sources::mqtt::BrokerAddress::parse(url)
-            .map_err(|e| invalid(format!("mqtt.url: {e}")))?;
+        crate::mqtt::BrokerAddress::parse(url).map_err(|e| invalid(format!("mqtt.url: {e}")))?;
     }
     if cfg.mqtt.qos > 1 {
         return Err(invalid(format!(

@@ -14,7 +14,7 @@ use tracing::{debug, info};
 
 use crate::event::Event;
 use crate::metrics::OutboxStats;
-use crate::sources::{Decoded, Decoder, Message, Outgoing};
+use crate::mqtt::{Decoded, Decoder, Message, Outgoing};
 
 /// Topics and names the discovery message refers to.
 #[derive(Debug, Clone)]

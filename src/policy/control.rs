@@ -12,7 +12,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::sources::{Control, ControlAction, Decoded, Decoder, Message, Outgoing};
+use crate::event::{Control, ControlAction};
+use crate::mqtt::{Decoded, Decoder, Message, Outgoing};
 
 /// Decodes `<prefix>/<camera>/set` and `<prefix>/<camera>/snooze`.
 pub struct ControlDecoder {

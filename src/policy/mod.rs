@@ -31,7 +31,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::event::Event;
-use crate::sources::{Control, ControlAction, Input, Outgoing};
+use crate::event::{Control, ControlAction, Input};
+use crate::mqtt::Outgoing;
 use bucket::Buckets;
 use budget::{DailyBudget, Level};
 use control::{ArmState, StateFile, Status};

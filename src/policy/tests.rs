@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::*;
-use crate::sources::{Control, ControlAction};
+use crate::event::{Control, ControlAction};
 
 fn config(yaml: &str) -> Config {
     let dir = tempfile::tempdir().unwrap();

@@ -10,8 +10,8 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use super::{Decoded, Decoder, Message};
 use crate::event::{Event, SnapshotSource};
+use crate::mqtt::{Decoded, Decoder, Message};
 
 /// Decoder for `<prefix>/events`.
 pub struct FrigateEvents {

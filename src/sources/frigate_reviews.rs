@@ -12,8 +12,8 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use super::{Decoded, Decoder, Message};
 use crate::event::{Event, SnapshotSource};
+use crate::mqtt::{Decoded, Decoder, Message};
 
 /// How many emitted review ids are remembered to skip their later updates.
 const REMEMBER: usize = 4096;

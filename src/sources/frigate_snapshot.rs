@@ -6,9 +6,10 @@
 //! is ignored. The messages carry no event id, so each one is its own event and the per-camera
 //! cooldown is what limits the mail.
 
-use super::{unique_id, wildcards, Decoded, Decoder, Message};
+use super::{unique_id, wildcards};
 use crate::config::sources::FrigateSnapshotSource;
 use crate::event::{Event, SnapshotSource};
+use crate::mqtt::{Decoded, Decoder, Message};
 
 struct Settings {
     cameras: Vec<String>,
@@ -143,7 +144,7 @@ mod tests {
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
             .map(|l| l.split('\t').next().unwrap())
-            .filter(|t| super::super::matches_any(t, &d.topics()))
+            .filter(|t| crate::mqtt::matches_any(t, &d.topics()))
             .collect();
         assert_eq!(matched, vec!["frigate/driveway/person/snapshot"]);
     }

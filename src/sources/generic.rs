@@ -24,9 +24,10 @@ use base64::Engine;
 use serde_json::Value;
 use tracing::warn;
 
-use super::{switch_state, unique_id, wildcards, Decoded, Decoder, Message};
+use super::{switch_state, unique_id, wildcards};
 use crate::config::sources::{GenericSource, JsonFields};
 use crate::event::{Credentials, Event, SnapshotSource};
+use crate::mqtt::{Decoded, Decoder, Message};
 
 pub struct Generic {
     index: usize,

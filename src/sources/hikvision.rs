@@ -15,9 +15,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::{unique_id, wildcards, Decoded, Decoder, Message};
+use super::{unique_id, wildcards};
 use crate::config::sources::{HikvisionCamera, HikvisionSource};
 use crate::event::{Credentials, Event, SnapshotSource};
+use crate::mqtt::{Decoded, Decoder, Message};
 use crate::snapshot::camera::xml_text;
 
 /// An `active` repeat within this long of the previous one is the same event.

@@ -1,37 +1,24 @@
-//! Sources: MQTT messages in, normalized [`Event`]s out.
-//!
-//! [`mqtt`] owns the broker connection (connect, subscribe on every ConnAck, back off on
-//! errors, never give up). Each message is handed to the [`Decoder`] whose topic filters
-//! match it; decoders are pure translators from one wire format to [`Event`], so adding a
-//! camera family means adding a decoder, not touching the connection.
+//! Sources: camera formats. Each turns one kind of MQTT message into normalized
+//! [`Event`](crate::event::Event)s through the [`Decoder`] seam of [`crate::mqtt`].
 //!
 //! The decoders come from the `sources:` list ([`crate::config::sources`]): [`frigate`]
 //! (events), [`frigate_reviews`], [`frigate_snapshot`], [`hikvision`] (bridges) and
 //! [`generic`] (any topic). Decoders keep only the state their format needs (rising edges,
 //! reviews already reported); de-duplication across sources is the policy's job.
 
-pub mod broker;
 pub mod frigate;
 pub mod frigate_reviews;
 pub mod frigate_snapshot;
 pub mod generic;
 pub mod hikvision;
-pub mod mqtt;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::sources::{self as source_config, SourceConfig};
 use crate::config::Config;
-use crate::event::Event;
 
-/// A message snapmail itself publishes (state, discovery, availability).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outgoing {
-    pub topic: String,
-    pub payload: Vec<u8>,
-    pub retain: bool,
-}
+use crate::mqtt::{BrokerAddress, Decoder};
 
 /// The decoders for every configured source (`sources:`, or Frigate's events topic).
 pub fn decoders(config: &Config) -> Vec<Box<dyn Decoder>> {
@@ -86,7 +73,7 @@ pub fn config_hosts(config: &Config) -> Vec<String> {
         .mqtt
         .url
         .as_deref()
-        .and_then(|u| mqtt::BrokerAddress::parse(u).ok())
+        .and_then(|u| BrokerAddress::parse(u).ok())
     {
         hosts.push(mqtt.host.to_ascii_lowercase());
     }
@@ -149,65 +136,6 @@ pub fn unique_id(kind: &str, camera: &str) -> String {
         "{kind}:{camera}:{now}-{}",
         SEQ.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// One MQTT message as a decoder sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct Message<'a> {
-    pub topic: &'a str,
-    pub payload: &'a [u8],
-    /// Set when the broker replays a stored message on subscribe.
-    pub retained: bool,
-}
-
-/// A command on snapmail's own control topics (arm/disarm/snooze).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Control {
-    /// `None`: every camera (`<prefix>/all/...`).
-    pub camera: Option<String>,
-    pub action: ControlAction,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ControlAction {
-    /// `ON` arms the camera, `OFF` disarms it (and cancels a snooze either way).
-    Arm(bool),
-    /// Mail nothing for this long; zero cancels a snooze.
-    Snooze(std::time::Duration),
-}
-
-/// What the MQTT task hands to the policy stage.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Input {
-    Event(Box<Event>),
-    Control(Control),
-}
-
-/// What a decoder made of a message.
-#[derive(Debug, PartialEq)]
-pub enum Decoded {
-    Event(Box<Event>),
-    /// A command for the policy stage.
-    Control(Control),
-    /// Not an event worth a decision (heartbeats, false positives, …), with the reason.
-    Ignored(String),
-    /// A payload this source cannot read at all (broken JSON, wrong types, not a picture):
-    /// something upstream is misconfigured, so the user hears about it, with the reason.
-    Malformed(String),
-}
-
-/// Translates the messages of one source kind into events.
-pub trait Decoder: Send {
-    /// The source kind, e.g. `frigate_events`.
-    fn kind(&self) -> &'static str;
-    /// MQTT topic filters to subscribe to.
-    fn topics(&self) -> Vec<String>;
-    fn decode(&mut self, msg: Message<'_>) -> Decoded;
-}
-
-/// Whether `topic` matches one of `filters` (MQTT `+`/`#` wildcards).
-pub fn matches_any(topic: &str, filters: &[String]) -> bool {
-    filters.iter().any(|f| rumqttc::matches(topic, f))
 }
 
 #[cfg(test)]
