@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use snapmail::event::SnapshotSource;
-use snapmail::snapshot::fetch::{FetchError, Fetcher};
+use snapmail::snapshot::fetch::Fetcher;
+use snapmail::snapshot::http::FetchError;
 use support::http::{self, Response};
 use support::images;
 use tokio::sync::Semaphore;

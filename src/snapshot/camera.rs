@@ -10,7 +10,7 @@ use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 
-use super::fetch::{parse_url, FetchError, Http};
+use super::http::{parse_url, FetchError, Http};
 use crate::event::Credentials;
 
 /// GET `url`, answering a Digest or Basic challenge with `credentials`. `key` is the config

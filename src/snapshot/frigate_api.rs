@@ -20,7 +20,7 @@ use reqwest::StatusCode;
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
-use super::fetch::{parse_url, Answer, FetchError, Http};
+use super::http::{parse_url, Answer, FetchError, Http};
 use crate::config::Config;
 use crate::secret::Secret;
 

@@ -9,7 +9,7 @@
 
 use turbojpeg::{Colorspace, Decompressor, PixelFormat, ScalingFactor, Subsamp};
 
-use super::image::{ImageError, Pixels, Plane};
+use super::pixels::{ImageError, Pixels, Plane};
 use super::scratch::Scratch;
 
 /// What the JPEG header says, read without decoding any pixels.

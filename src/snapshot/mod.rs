@@ -6,8 +6,10 @@
 pub mod camera;
 pub mod fetch;
 pub mod frigate_api;
+pub mod http;
 pub mod image;
 pub mod jpeg;
+pub mod pixels;
 pub mod pool;
 pub mod scratch;
 

@@ -8,7 +8,7 @@
 
 use fast_image_resize as fr;
 
-use super::image::Pixels;
+use super::pixels::Pixels;
 
 /// Buffers beyond this many bytes in total are freed instead of kept (a one-off 12 MP
 /// picture should not pin its buffers for the life of the process).
