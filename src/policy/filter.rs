@@ -1,9 +1,10 @@
 //! Per-camera event filters: labels, score, zones, sub-labels, severity, stationary.
 //!
-//! [`Filters::check`] names the rule that rejected an event (`min_score 0.80`, …) so the
+//! [`Filters::check`] names the [`Rule`] that rejected an event (`min_score 0.80`, …) so the
 //! log line tells the user which key to change. Names compare case-insensitively: Frigate
 //! labels are lower case, but people write "Person" in YAML.
 
+use super::rule::Rule;
 use crate::config::{CameraConfig, ZonesMatch};
 use crate::event::Event;
 
@@ -64,24 +65,22 @@ impl Filters {
     }
 
     /// `Ok` if the event may mail, else the rule that filtered it.
-    pub fn check(&self, ev: &Event) -> Result<(), String> {
+    pub fn check(&self, ev: &Event) -> Result<(), Rule> {
         let label = ev.label.as_deref().unwrap_or("motion");
         if !self.labels.is_empty() && !has(&self.labels, label) {
-            return Err(format!(
-                "labels: {label:?} is not one of [{}]",
-                self.labels.join(", ")
-            ));
+            return Err(Rule::Labels {
+                label: label.to_owned(),
+                allowed: self.labels.clone(),
+            });
         }
         if has(&self.ignore_labels, label) {
-            return Err(format!("ignore_labels: {label:?}"));
+            return Err(Rule::IgnoreLabels {
+                label: label.to_owned(),
+            });
         }
         if let (Some(min), Some(score)) = (self.min_score, ev.score) {
             if score < min {
-                return Err(format!(
-                    "min_score: {:.0}% is below {:.0}%",
-                    score * 100.0,
-                    min * 100.0
-                ));
+                return Err(Rule::MinScore { score, min });
             }
         }
         if !self.zones.is_empty() {
@@ -91,45 +90,42 @@ impl Filters {
                 ZonesMatch::All => self.zones.iter().all(entered),
             };
             if !ok {
-                let how = match self.zones_match {
-                    ZonesMatch::Any => "any",
-                    ZonesMatch::All => "all",
-                };
-                return Err(format!(
-                    "zones ({how} of [{}]): entered [{}]",
-                    self.zones.join(", "),
-                    ev.zones.join(", ")
-                ));
+                return Err(Rule::Zones {
+                    all: self.zones_match == ZonesMatch::All,
+                    wanted: self.zones.clone(),
+                    entered: ev.zones.clone(),
+                });
             }
         }
         if let Some(sub) = &ev.sub_label {
             if has(&self.ignore_sub_labels, sub) {
-                return Err(format!("ignore_sub_labels: {sub:?}"));
+                return Err(Rule::IgnoreSubLabels {
+                    sub_label: sub.clone(),
+                });
             }
         }
         if !self.sub_labels.is_empty() {
             match &ev.sub_label {
                 Some(sub) if has(&self.sub_labels, sub) => {}
                 other => {
-                    return Err(format!(
-                        "sub_labels: {:?} is not one of [{}]",
-                        other.as_deref().unwrap_or("none"),
-                        self.sub_labels.join(", ")
-                    ))
+                    return Err(Rule::SubLabels {
+                        sub_label: other.clone(),
+                        allowed: self.sub_labels.clone(),
+                    })
                 }
             }
         }
         // Sources without a severity (plain events, other cameras) are not filtered by it.
         if let Some(sev) = &ev.severity {
             if !self.severity.is_empty() && !has(&self.severity, sev) {
-                return Err(format!(
-                    "severity: {sev:?} is not one of [{}]",
-                    self.severity.join(", ")
-                ));
+                return Err(Rule::Severity {
+                    severity: sev.clone(),
+                    allowed: self.severity.clone(),
+                });
             }
         }
         if self.ignore_stationary && ev.stationary {
-            return Err("ignore_stationary: the object is not moving".into());
+            return Err(Rule::Stationary);
         }
         Ok(())
     }
@@ -170,7 +166,7 @@ mod tests {
         .unwrap();
         let ok = ev("person", 0.8, &["porch", "walkway"]);
         assert_eq!(f.check(&ok), Ok(()));
-        let rule = |e: Event| f.check(&e).unwrap_err();
+        let rule = |e: Event| f.check(&e).unwrap_err().to_string();
         assert!(rule(ev("dog", 0.9, &["porch", "walkway"])).starts_with("labels:"));
         assert!(rule(ev("person", 0.5, &["porch", "walkway"])).starts_with("min_score:"));
         assert!(rule(ev("person", 0.9, &["porch"])).starts_with("zones (all"));
@@ -203,13 +199,22 @@ mod tests {
         assert!(f
             .check(&ev("person", 0.9, &["walkway"]))
             .unwrap_err()
+            .to_string()
             .starts_with("sub_labels:"));
         let mut cat = bob.clone();
         cat.label = Some("cat".into());
-        assert!(f.check(&cat).unwrap_err().starts_with("ignore_labels"));
+        assert!(f
+            .check(&cat)
+            .unwrap_err()
+            .to_string()
+            .starts_with("ignore_labels"));
         let mut street = bob.clone();
         street.zones.clear();
-        assert!(f.check(&street).unwrap_err().starts_with("zones (any"));
+        assert!(f
+            .check(&street)
+            .unwrap_err()
+            .to_string()
+            .starts_with("zones (any"));
     }
 
     #[test]

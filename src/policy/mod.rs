@@ -18,6 +18,7 @@ pub mod cooldown;
 pub mod dedup;
 pub mod digest;
 pub mod filter;
+pub mod rule;
 pub mod schedule;
 pub mod settings;
 
@@ -40,6 +41,7 @@ use cooldown::Cooldown;
 use dedup::Dedup;
 pub use digest::Digest;
 use digest::Pending;
+pub use rule::Rule;
 use settings::Settings;
 
 /// One clock reading: monotonic for limits and timers, wall-clock for schedules, snoozes
@@ -96,9 +98,9 @@ pub enum Decision {
     Duplicate,
     /// A camera not listed under `cameras` while `cameras_only` is set.
     Unlisted,
-    /// Dropped by a rule (filter, disarm, snooze, schedule), named for the log.
+    /// Dropped by a rule (filter, disarm, snooze, schedule).
     /// `digest`: kept for the digest after a quiet window.
-    Filtered { rule: String, digest: bool },
+    Filtered { rule: Rule, digest: bool },
     /// Held back by a limit; the camera may mail again after `wait`.
     /// `digest`: counted in the camera's next digest.
     Suppressed {
@@ -171,16 +173,15 @@ impl Policy {
             Status::Armed => {}
             Status::Disarmed => {
                 return Decision::Filtered {
-                    rule: "the camera is disarmed (publish ON to its set topic to arm it)".into(),
+                    rule: Rule::Disarmed,
                     digest: false,
                 }
             }
             Status::Snoozed { until } => {
                 return Decision::Filtered {
-                    rule: format!(
-                        "snoozed until {}",
-                        self.settings.schedules.short_time(until, now.wall)
-                    ),
+                    rule: Rule::Snoozed {
+                        until: self.settings.schedules.short_time(until, now.wall),
+                    },
                     digest: false,
                 }
             }
@@ -195,12 +196,16 @@ impl Policy {
         let schedules = &self.settings.schedules;
         if !cam.active.is_empty() && schedules.first_containing(&cam.active, now.wall).is_none() {
             return Decision::Filtered {
-                rule: format!("outside the active windows [{}]", cam.active.join(", ")),
+                rule: Rule::Inactive {
+                    windows: cam.active.clone(),
+                },
                 digest: false,
             };
         }
         if let Some(w) = schedules.first_containing(&cam.quiet, now.wall) {
-            let rule = format!("quiet window {w}");
+            let rule = Rule::Quiet {
+                window: w.to_string(),
+            };
             let digest = cam.quiet_digest && self.settings.digest.enabled;
             self.remember_all(&ids, now);
             if digest {
@@ -516,24 +521,6 @@ async fn save_if_dirty(policy: &mut Policy, links: &Links) {
     }
 }
 
-/// A short, bounded label for a filter rule (for metrics): the config key the rule names.
-fn rule_kind(rule: &str) -> &str {
-    if rule.contains("disarmed") {
-        "disarmed"
-    } else if rule.starts_with("snoozed") {
-        "snoozed"
-    } else if rule.starts_with("outside the active windows") {
-        "active"
-    } else if rule.starts_with("quiet window") {
-        "quiet"
-    } else {
-        match rule.split_once(':') {
-            Some((key, _)) if !key.contains(' ') => key,
-            _ => "other",
-        }
-    }
-}
-
 fn log_decision(ev: &Event, d: &Decision, logged: &mut Dedup, now: Now) {
     let summary = ev.summary();
     let m = crate::metrics::metrics();
@@ -541,7 +528,7 @@ fn log_decision(ev: &Event, d: &Decision, logged: &mut Dedup, now: Now) {
         Decision::Mail { .. } => m.decision("mailed", ""),
         Decision::Duplicate => m.decision("duplicate", ""),
         Decision::Unlisted => m.decision("filtered", "cameras_only"),
-        Decision::Filtered { rule, .. } => m.decision("filtered", rule_kind(rule)),
+        Decision::Filtered { rule, .. } => m.decision("filtered", rule.key()),
         Decision::Suppressed { limit, .. } => m.decision("suppressed", limit.name()),
     }
     match d {

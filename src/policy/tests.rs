@@ -257,7 +257,7 @@ fn active_and_quiet_windows_with_digest_afterwards() {
     let t = t0(); // Monday 21:00 Berlin
     assert!(matches!(
         p.decide(&ev("a", "backyard", "person"), t),
-        Decision::Filtered { ref rule, digest: false } if rule.contains("active")
+        Decision::Filtered { ref rule, digest: false } if rule.to_string().contains("active")
     ));
     assert_eq!(
         p.decide(&ev("b", "backyard", "person"), t.after(secs(3600))),
@@ -266,7 +266,9 @@ fn active_and_quiet_windows_with_digest_afterwards() {
     assert_eq!(
         p.decide(&ev("c", "kitchen", "person"), t),
         Decision::Filtered {
-            rule: "quiet window dinner".into(),
+            rule: Rule::Quiet {
+                window: "dinner".into()
+            },
             digest: true
         }
     );
@@ -287,7 +289,7 @@ fn snooze_expires_and_disarm_filters() {
     assert_eq!(p.control(&snooze, t), vec!["garage".to_string()]);
     assert!(matches!(
         p.decide(&ev("a", "garage", "person"), t.after(secs(599))),
-        Decision::Filtered { ref rule, .. } if rule.starts_with("snoozed until")
+        Decision::Filtered { ref rule, .. } if rule.to_string().starts_with("snoozed until")
     ));
     let out = p.tick(t.after(secs(600)));
     assert_eq!(out.woke, vec!["garage".to_string()]);
@@ -306,7 +308,7 @@ fn snooze_expires_and_disarm_filters() {
     p.control(&off, t);
     assert!(matches!(
         p.decide(&ev("c", "street", "person"), t.after(secs(700))),
-        Decision::Filtered { ref rule, .. } if rule.contains("disarmed")
+        Decision::Filtered { ref rule, .. } if rule.to_string().contains("disarmed")
     ));
 }
 
