@@ -22,6 +22,7 @@ pub mod mqtt;
 pub mod ops;
 pub mod outbox;
 pub mod pipeline;
+pub mod plan;
 pub mod policy;
 pub mod secret;
 pub mod snapshot;

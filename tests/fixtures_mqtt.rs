@@ -72,6 +72,7 @@ async fn harness(sources: &str) -> Harness {
     let (connections, _) = watch::channel(0);
     let settings = MqttSettings {
         address: BrokerAddress::parse(&broker.url()).unwrap(),
+        embedded: None,
         config: cfg.mqtt.clone(),
         last_will: None,
     };

@@ -16,7 +16,9 @@ use tokio::sync::Semaphore;
 
 fn fetcher(slots: &Arc<Semaphore>) -> Fetcher {
     let config = snapmail::config::load_from(None, Some(HashMap::new())).expect("defaults");
-    Fetcher::new(&config, slots.clone()).expect("http client")
+    let settings = snapmail::snapshot::Settings::from_config(&config, &config.resolved_cameras())
+        .expect("default snapshot settings");
+    Fetcher::new(&settings, slots.clone()).expect("http client")
 }
 
 #[tokio::test]

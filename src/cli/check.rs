@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use snapmail::config::provenance;
 
 pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let config = match snapmail::config::load(config_path) {
-        Ok(c) => c,
+    // The same plan `run` starts from: what passes here, starts there.
+    let config = match snapmail::plan::Plan::load(config_path) {
+        Ok(plan) => plan.config,
         Err(e) => {
             eprintln!("✘ {e}");
             return Ok(ExitCode::FAILURE);

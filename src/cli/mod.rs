@@ -5,6 +5,7 @@ mod doctor;
 mod healthcheck;
 mod logging;
 mod run;
+mod sample;
 mod test_email;
 mod thumbnail;
 

@@ -24,8 +24,9 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
             info!(options = %a.options.display(), "running as a Home Assistant add-on");
             snapmail::addon::apply_discovered_mqtt(a, &mut config.mqtt).await;
         }
+        let plan = snapmail::plan::Plan::from_config(config)?;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let running = snapmail::pipeline::start(config, stop_rx).await?;
+        let running = snapmail::pipeline::start(plan, stop_rx).await?;
         info!(version = env!("CARGO_PKG_VERSION"), "snapmail: running");
         wait_for_signal().await;
         info!("snapmail: shutting down");

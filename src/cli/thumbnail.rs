@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use snapmail::snapshot::image::{self, Limits, ResizeSpec};
+use snapmail::snapshot::image::{self, ResizeSpec};
 
 /// Flags of `snapmail thumbnail`; `None` means "as configured".
 #[derive(Debug, Default)]
@@ -26,10 +26,10 @@ pub fn run(
     output: &Path,
     opts: Options,
 ) -> anyhow::Result<ExitCode> {
-    let config = snapmail::config::load(config_path)?;
-    let s = &config.snapshot;
+    let plan = snapmail::plan::Plan::load(config_path)?;
+    let s = &plan.snapshot;
     let (max_width, max_height) = match (opts.width, opts.height) {
-        (None, None) => (s.max_width, s.max_height),
+        (None, None) => (s.spec.max_width, s.spec.max_height),
         (w, h) => (w.unwrap_or(u32::MAX), h.unwrap_or(u32::MAX)),
     };
     anyhow::ensure!(
@@ -39,16 +39,13 @@ pub fn run(
     let spec = ResizeSpec {
         max_width,
         max_height,
-        jpeg_quality: opts.quality.unwrap_or(s.jpeg_quality),
-        max_image_bytes: match opts.max_bytes.unwrap_or(s.max_image_bytes) {
-            0 => None,
-            n => Some(n),
+        jpeg_quality: opts.quality.unwrap_or(s.spec.jpeg_quality),
+        max_image_bytes: match opts.max_bytes.or(s.spec.max_image_bytes) {
+            Some(0) | None => None,
+            n => n,
         },
     };
-    let limits = Limits {
-        max_pixels: s.max_pixels,
-        max_bytes: s.max_bytes,
-    };
+    let limits = s.limits.clone();
     // Refuse an oversized file before reading it, as the fetcher refuses an oversized body.
     let size = std::fs::metadata(input)
         .with_context(|| format!("cannot read {}", input.display()))?

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use load::{load, load_addon, load_from, ConfigError};
 pub use oauth::{AuthMethod, OAuth2Config};
 pub use policy::{
-    CameraConfig, ControlConfig, DigestConfig, PriorityRule, ScheduleConfig, ZonesMatch,
+    CameraConfig, Cameras, ControlConfig, DigestConfig, PriorityRule, ScheduleConfig, ZonesMatch,
 };
 pub use types::{HumanDuration, Port, StringList};
 
@@ -467,6 +467,18 @@ impl Config {
         match self.cameras.get(camera) {
             Some(c) => c.merged_over(&self.defaults),
             None => self.defaults.clone(),
+        }
+    }
+
+    /// Every listed camera's merged settings, plus `defaults:` for the others.
+    pub fn resolved_cameras(&self) -> Cameras {
+        Cameras {
+            defaults: self.defaults.clone(),
+            listed: self
+                .cameras
+                .keys()
+                .map(|name| (name.clone(), self.camera(name)))
+                .collect(),
         }
     }
 

@@ -3,8 +3,9 @@
 //! digest of suppressed events and the MQTT control topics (arm/disarm/snooze).
 //!
 //! Every camera setting is optional so that `cameras.<name>` can override `defaults:`
-//! field by field; [`CameraConfig::merged_over`] does the merge, and
-//! [`crate::policy::settings`] turns the result into checked runtime values.
+//! field by field; [`CameraConfig::merged_over`] does the merge and [`Cameras`] holds the
+//! result for every listed camera, resolved once; each stage turns it into checked runtime
+//! values of its own.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -85,6 +86,31 @@ impl CameraConfig {
             quiet_digest,
             max_width,
             max_height
+        )
+    }
+}
+
+/// Every camera's settings with inheritance applied: `defaults:` for cameras not listed, and
+/// each `cameras.<name>` merged over it. Built once ([`super::Config::resolved_cameras`]) and
+/// read by every stage that has per-camera settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cameras {
+    pub defaults: CameraConfig,
+    pub listed: BTreeMap<String, CameraConfig>,
+}
+
+impl Cameras {
+    /// The settings of `camera`: its merged entry, or `defaults:` when it is not listed.
+    pub fn get(&self, camera: &str) -> &CameraConfig {
+        self.listed.get(camera).unwrap_or(&self.defaults)
+    }
+
+    /// The listed cameras with their config key (`cameras.<name>`), then `defaults`.
+    pub fn keyed(&self) -> impl Iterator<Item = (String, &CameraConfig)> {
+        std::iter::once(("defaults".to_owned(), &self.defaults)).chain(
+            self.listed
+                .iter()
+                .map(|(name, c)| (format!("cameras.{name}"), c)),
         )
     }
 }

@@ -1,17 +1,22 @@
 //! Mail: compose a message for a notification, send it over SMTP, and explain failures.
 //!
-//! [`compose`] builds the message, [`transport`] sends over pooled SMTP [`session`]s ([`oauth`]
-//! supplies its XOAUTH2 tokens), and
-//! [`classify`] turns every SMTP failure into a class (retry, pause, give up) plus a hint
-//! that names the config key to fix. Delivery order and retries belong to the outbox.
+//! [`stage`] is the pipeline stage: it composes each notification ([`compose`]) or digest
+//! ([`digest`]) for its camera's recipients ([`settings`]) and hands it to the outbox.
+//! [`transport`] sends over pooled SMTP [`session`]s ([`oauth`] supplies its XOAUTH2
+//! tokens), and [`classify`] turns every SMTP failure into a class (retry, pause, give up)
+//! plus a hint that names the config key to fix. Delivery order and retries belong to the
+//! outbox.
 
 pub mod classify;
 pub mod compose;
 pub mod digest;
 pub mod oauth;
 pub mod session;
+pub mod settings;
+pub mod stage;
 pub mod transport;
 
 pub use classify::{Class, Failure};
 pub use compose::{Composer, Mail};
+pub use settings::Settings;
 pub use transport::{Accepted, Mailer};

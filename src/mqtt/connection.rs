@@ -6,6 +6,7 @@
 //! limit large enough for snapshot payloads. It never returns because the broker is down;
 //! it returns only on shutdown.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,16 +18,45 @@ use tracing::{debug, info, warn};
 
 use super::{matches_any, BrokerAddress, Decoded, Decoder, Message, Outgoing};
 use crate::backoff::Backoff;
-use crate::config::MqttConfig;
+use crate::config::{ConfigError, MqttConfig};
 use crate::event::Input;
 
 /// Connection settings resolved from [`MqttConfig`] (plus the embedded broker's address).
 #[derive(Clone)]
 pub struct MqttSettings {
     pub address: BrokerAddress,
+    /// `mqtt.url` is unset: the embedded broker must listen here before the client connects.
+    pub embedded: Option<SocketAddr>,
     pub config: MqttConfig,
     /// Published by the broker if snapmail disappears (availability topics).
     pub last_will: Option<Outgoing>,
+}
+
+impl MqttSettings {
+    /// `mqtt.url` parsed, or the embedded broker's address when it is unset.
+    pub fn from_config(config: &MqttConfig) -> Result<MqttSettings, ConfigError> {
+        let (address, embedded) = match &config.url {
+            Some(url) => (
+                BrokerAddress::parse(url)
+                    .map_err(|e| ConfigError::invalid(format!("mqtt.url: {e}")))?,
+                None,
+            ),
+            None => (
+                BrokerAddress {
+                    host: config.listen.ip().to_string(),
+                    port: config.listen.port(),
+                    tls: false,
+                },
+                Some(config.listen),
+            ),
+        };
+        Ok(MqttSettings {
+            address,
+            embedded,
+            config: config.clone(),
+            last_will: None,
+        })
+    }
 }
 
 /// The other ends of the MQTT task: what to publish, and a counter of successful

@@ -27,6 +27,15 @@ pub struct Discovery {
 }
 
 impl Discovery {
+    /// `homeassistant.discovery` on: the device for snapmail and its listed cameras.
+    pub fn from_config(config: &crate::config::Config) -> Option<Discovery> {
+        config.homeassistant.discovery.then(|| Discovery {
+            prefix: config.homeassistant.prefix.clone(),
+            base: config.control.topic_prefix.clone(),
+            cameras: config.cameras.keys().cloned().collect(),
+        })
+    }
+
     pub fn availability_topic(&self) -> String {
         format!("{}/availability", self.base)
     }

@@ -7,17 +7,19 @@
 
 pub mod delivery;
 pub mod preview;
+pub mod settings;
 pub mod spool;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{error, info, warn};
 
-use crate::mail::Mail;
+use crate::mail::{Mail, Mailer};
 use crate::metrics::OutboxStats;
 use preview::PreviewDir;
+pub use settings::Settings;
 use spool::{Entry, Meta, Spool, SpoolError};
 
 /// Why a message was not accepted into the outbox.
@@ -108,6 +110,86 @@ impl SpoolOutbox {
         })
     }
 }
+
+/// Why the outbox could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Transport(#[from] crate::mail::transport::TransportError),
+}
+
+/// The delivery loop of an opened spool, ready to run.
+pub struct Delivery {
+    spool: Spool,
+    mailer: Mailer,
+    settings: delivery::DeliverySettings,
+    notified: mpsc::Receiver<Queued>,
+}
+
+impl Delivery {
+    /// The mailer the loop sends with.
+    pub fn mailer(&self) -> &Mailer {
+        &self.mailer
+    }
+
+    /// Send until `shutdown` flips (see [`delivery::run`]).
+    pub async fn run(self, stats: Arc<OutboxStats>, shutdown: watch::Receiver<bool>) {
+        delivery::run(
+            self.spool,
+            self.mailer,
+            self.settings,
+            stats,
+            self.notified,
+            shutdown,
+        )
+        .await
+    }
+}
+
+/// Open the outbox `settings` describe: the spool and its delivery loop, or the preview
+/// directory (no delivery loop).
+pub fn open(
+    settings: Settings,
+    stats: Arc<OutboxStats>,
+) -> Result<(Outbox, Option<Delivery>), OpenError> {
+    match settings {
+        Settings::Spool(s) => {
+            let settings::SpoolSettings {
+                spool,
+                delivery,
+                smtp,
+            } = *s;
+            let mailer = Mailer::new(&smtp)?;
+            let (notify, notified) = mpsc::channel(NOTIFY_QUEUE);
+            let outbox = SpoolOutbox::open(&spool, stats, notify)?;
+            info!(
+                server = %format!("{}:{}", smtp.host, smtp.port.0), security = smtp.security().name(),
+                user = %smtp.username, spool = %spool.dir.display(),
+                "smtp: mail goes out through {}", smtp.host
+            );
+            let delivery = Delivery {
+                spool: outbox.spool.clone(),
+                mailer,
+                settings: delivery,
+                notified,
+            };
+            Ok((Outbox::Spool(outbox), Some(delivery)))
+        }
+        Settings::Preview { dir } => {
+            let preview = PreviewDir::open(&dir)?;
+            info!(
+                "no smtp section configured: preview mode, mails are written as .eml files to {}",
+                dir.display()
+            );
+            Ok((Outbox::Preview(preview), None))
+        }
+    }
+}
+
+/// New messages announced to the delivery loop that it has not picked up yet.
+const NOTIFY_QUEUE: usize = 64;
 
 impl Outbox {
     /// Accept a finished mail: durably queued (or previewed) when this returns `Ok`.

@@ -5,7 +5,7 @@
 //! labels are lower case, but people write "Person" in YAML.
 
 use super::rule::Rule;
-use crate::config::{CameraConfig, ZonesMatch};
+use crate::config::{CameraConfig, ConfigError, ZonesMatch};
 use crate::event::Event;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,12 +34,12 @@ fn has(list: &[String], v: &str) -> bool {
 
 impl Filters {
     /// From merged camera settings; `key` (`cameras.driveway`) prefixes error messages.
-    pub fn from_config(c: &CameraConfig, key: &str) -> Result<Filters, String> {
+    pub fn from_config(c: &CameraConfig, key: &str) -> Result<Filters, ConfigError> {
         if let Some(s) = c.min_score {
             if !(0.0..=1.0).contains(&s) {
-                return Err(format!(
+                return Err(ConfigError::invalid(format!(
                     "{key}.min_score: {s} is outside 0..1; write 0.7 for 70%"
-                ));
+                )));
             }
         }
         let severity = list(&c.severity);
@@ -47,9 +47,9 @@ impl Filters {
             .iter()
             .find(|s| !matches!(s.as_str(), "alert" | "detection"))
         {
-            return Err(format!(
+            return Err(ConfigError::invalid(format!(
                 "{key}.severity: {bad:?} is not a severity; use alert and/or detection"
-            ));
+            )));
         }
         Ok(Filters {
             labels: list(&c.labels),
@@ -226,8 +226,9 @@ mod tests {
             },
             "cameras.door",
         )
-        .unwrap_err();
-        assert!(e.starts_with("cameras.door.min_score"), "{e}");
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("config: cameras.door.min_score"), "{e}");
         let e = Filters::from_config(
             &CameraConfig {
                 severity: sl(&["urgent"]),
@@ -235,7 +236,8 @@ mod tests {
             },
             "defaults",
         )
-        .unwrap_err();
-        assert!(e.starts_with("defaults.severity"), "{e}");
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("config: defaults.severity"), "{e}");
     }
 }

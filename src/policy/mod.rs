@@ -30,7 +30,6 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::config::Config;
 use crate::event::Event;
 use crate::event::{Control, ControlAction, Input};
 use crate::mqtt::Outgoing;
@@ -42,7 +41,7 @@ use dedup::Dedup;
 pub use digest::Digest;
 use digest::Pending;
 pub use rule::Rule;
-use settings::Settings;
+pub use settings::Settings;
 
 /// One clock reading: monotonic for limits and timers, wall-clock for schedules, snoozes
 /// and the daily budget (which must survive restarts).
@@ -128,8 +127,11 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(config: &Config) -> Result<Policy, String> {
-        Ok(Policy::with_settings(Settings::from_config(config)?))
+    /// The policy for `config` alone (tests; the daemon gets its settings from the plan).
+    #[cfg(test)]
+    pub fn new(config: &crate::config::Config) -> Result<Policy, crate::config::ConfigError> {
+        let settings = Settings::from_config(config, &config.resolved_cameras())?;
+        Ok(Policy::with_settings(settings))
     }
 
     pub fn with_settings(settings: Settings) -> Policy {

@@ -11,7 +11,7 @@ use jiff::civil::{Time, Weekday};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
-use crate::config::ScheduleConfig;
+use crate::config::{ConfigError, ScheduleConfig};
 
 /// One parsed window.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,11 +24,13 @@ pub struct Window {
 
 impl Window {
     /// Parse `schedules.<name>`; the error names the key and what is allowed.
-    pub fn parse(name: &str, c: &ScheduleConfig) -> Result<Window, String> {
+    pub fn parse(name: &str, c: &ScheduleConfig) -> Result<Window, ConfigError> {
         let key = format!("schedules.{name}");
         let time = |field: &str, v: &str| {
             parse_hhmm(v).ok_or_else(|| {
-                format!("{key}.{field}: {v:?} is not a time of day; use HH:MM, e.g. 22:30")
+                ConfigError::invalid(format!(
+                    "{key}.{field}: {v:?} is not a time of day; use HH:MM, e.g. 22:30"
+                ))
             })
         };
         let mut days = [c.days.0.is_empty(); 7];
@@ -59,9 +61,9 @@ impl Window {
                     Weekday::Sunday,
                 ],
                 _ => {
-                    return Err(format!(
+                    return Err(ConfigError::invalid(format!(
                         "{key}.days: {d:?} is not a day; use mon, tue, wed, thu, fri, sat, sun, weekdays or weekends"
-                    ))
+                    )))
                 }
             };
             for w in set {
@@ -153,10 +155,10 @@ impl Schedules {
 }
 
 /// The zone named by `timezone`, else `TZ`, else the system's.
-pub fn time_zone(name: Option<&str>) -> Result<TimeZone, String> {
+pub fn time_zone(name: Option<&str>) -> Result<TimeZone, ConfigError> {
     match name.map(str::trim).filter(|s| !s.is_empty()) {
         Some(n) => TimeZone::get(n).map_err(|e| {
-            format!("timezone: {n:?} is not a known time zone ({e}); use an IANA name such as Europe/Berlin")
+            ConfigError::invalid(format!("timezone: {n:?} is not a known time zone ({e}); use an IANA name such as Europe/Berlin"))
         }),
         None => Ok(TimeZone::system()),
     }
@@ -239,8 +241,9 @@ mod tests {
                 to: "6".into(),
             },
         )
-        .unwrap_err();
-        assert!(e.starts_with("schedules.night.days"), "{e}");
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("config: schedules.night.days"), "{e}");
         let e = Window::parse(
             "night",
             &ScheduleConfig {
@@ -249,10 +252,12 @@ mod tests {
                 to: "06:00".into(),
             },
         )
-        .unwrap_err();
-        assert!(e.starts_with("schedules.night.from"), "{e}");
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("config: schedules.night.from"), "{e}");
         assert!(time_zone(Some("Mars/Olympus"))
             .unwrap_err()
-            .starts_with("timezone:"));
+            .to_string()
+            .starts_with("config: timezone:"));
     }
 }

@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{CameraConfig, Config, DigestConfig};
+use crate::config::{CameraConfig, Cameras, Config, ConfigError, DigestConfig};
 use crate::event::Event;
 
 use super::bucket::BucketSpec;
@@ -16,8 +17,6 @@ use super::schedule::{self, Schedules, Window};
 /// One camera's effective settings.
 #[derive(Debug, Clone)]
 pub struct CameraPolicy {
-    /// `None`: `smtp.to`.
-    pub recipients: Option<Vec<String>>,
     pub filters: Filters,
     pub cooldown: Duration,
     pub bucket: Option<BucketSpec>,
@@ -67,10 +66,12 @@ pub struct Settings {
     pub schedules: Schedules,
     /// The control topic prefix, when control topics are on.
     pub control_prefix: Option<String>,
+    /// Where arm/snooze state and the daily budget survive restarts.
+    pub state_file: PathBuf,
 }
 
 impl Settings {
-    pub fn from_config(cfg: &Config) -> Result<Settings, String> {
+    pub fn from_config(cfg: &Config, cams: &Cameras) -> Result<Settings, ConfigError> {
         let tz = schedule::time_zone(cfg.timezone.as_deref())?;
         let mut windows = BTreeMap::new();
         for (name, w) in &cfg.schedules {
@@ -78,27 +79,27 @@ impl Settings {
         }
         let schedules = Schedules::new(tz, windows);
         let base = cfg.rate_limit.cooldown.0;
-        let defaults = camera_policy(&cfg.defaults, "defaults", base)?;
+        let defaults = camera_policy(&cams.defaults, "defaults", base)?;
         let mut cameras = HashMap::new();
-        for (name, c) in &cfg.cameras {
-            let merged = c.merged_over(&cfg.defaults);
+        for (name, merged) in &cams.listed {
             let key = format!("cameras.{name}");
-            cameras.insert(name.clone(), camera_policy(&merged, &key, base)?);
+            cameras.insert(name.clone(), camera_policy(merged, &key, base)?);
         }
         if cfg.daily_limit == 0 {
-            return Err(
-                "daily_limit: must be at least 1; consumer Gmail allows about 500 mails a day"
-                    .into(),
-            );
-        }
-        if cfg.digest.max_images > 20 {
-            return Err(format!(
-                "digest.max_images: {} is too many for one mail; use at most 20",
-                cfg.digest.max_images
+            return Err(ConfigError::invalid(
+                "daily_limit: must be at least 1; consumer Gmail allows about 500 mails a day",
             ));
         }
+        if cfg.digest.max_images > 20 {
+            return Err(ConfigError::invalid(format!(
+                "digest.max_images: {} is too many for one mail; use at most 20",
+                cfg.digest.max_images
+            )));
+        }
         if cfg.digest.image_size < 32 {
-            return Err("digest.image_size: use at least 32 (pixels)".into());
+            return Err(ConfigError::invalid(
+                "digest.image_size: use at least 32 (pixels)",
+            ));
         }
         let mut priority = Vec::new();
         for (i, r) in cfg.priority.iter().enumerate() {
@@ -118,11 +119,11 @@ impl Settings {
         }
         let prefix = cfg.control.topic_prefix.trim().trim_end_matches('/');
         if cfg.control.enabled && (prefix.is_empty() || prefix.contains(['+', '#'])) {
-            return Err(format!(
+            return Err(ConfigError::invalid(format!(
                 "control.topic_prefix: {prefix:?} is not a topic prefix; use e.g. snapmail (no + or #)"
-            ));
+            )));
         }
-        Ok(Settings {
+        let settings = Settings {
             defaults,
             cameras,
             cameras_only: cfg.cameras_only,
@@ -131,8 +132,10 @@ impl Settings {
             priority,
             schedules,
             control_prefix: cfg.control.enabled.then(|| prefix.to_owned()),
-        })
-        .and_then(|s| check_windows(s, cfg))
+            state_file: cfg.state_file(),
+        };
+        check_windows(&settings, cams, cfg)?;
+        Ok(settings)
     }
 
     /// The camera's settings; `None` when `cameras_only` is set and it is not listed.
@@ -145,19 +148,17 @@ impl Settings {
     }
 }
 
-fn unknown_window(key: &str, field: &str, name: &str, cfg: &Config) -> String {
+fn unknown_window(key: &str, field: &str, name: &str, cfg: &Config) -> ConfigError {
     let known: Vec<&str> = cfg.schedules.keys().map(String::as_str).collect();
-    format!(
+    ConfigError::invalid(format!(
         "{key}.{field}: {name:?} is not a window under schedules (defined: [{}]); add schedules.{name} or fix the name",
         known.join(", ")
-    )
+    ))
 }
 
 /// Every `active`/`quiet` name must be a defined window.
-fn check_windows(s: Settings, cfg: &Config) -> Result<Settings, String> {
-    let mut all = vec![("defaults".to_string(), &cfg.defaults)];
-    all.extend(cfg.cameras.iter().map(|(n, c)| (format!("cameras.{n}"), c)));
-    for (key, c) in all {
+fn check_windows(s: &Settings, cams: &Cameras, cfg: &Config) -> Result<(), ConfigError> {
+    for (key, c) in cams.keyed() {
         for (field, names) in [("active", &c.active), ("quiet", &c.quiet)] {
             for n in names.iter().flat_map(|l| l.0.iter()) {
                 if !s.schedules.has(n) {
@@ -166,39 +167,31 @@ fn check_windows(s: Settings, cfg: &Config) -> Result<Settings, String> {
             }
         }
     }
-    Ok(s)
+    Ok(())
 }
 
 fn camera_policy(
     c: &CameraConfig,
     key: &str,
     fallback_cooldown: Duration,
-) -> Result<CameraPolicy, String> {
+) -> Result<CameraPolicy, ConfigError> {
     let filters = Filters::from_config(c, key)?;
-    if let Some(to) = &c.to {
-        for t in &to.0 {
-            crate::mail::compose::parse_mailbox(t).map_err(|e| format!("{key}.to: {e}"))?;
-        }
-    }
     let bucket = if c.burst.is_some() || c.interval.is_some() {
         let burst = c.burst.unwrap_or(1);
         let burst = NonZeroU32::new(burst).ok_or_else(|| {
-            format!("{key}.burst: must be at least 1 (remove burst and interval to turn the bucket off)")
+            ConfigError::invalid(format!("{key}.burst: must be at least 1 (remove burst and interval to turn the bucket off)"))
         })?;
         let interval = c.interval.map_or(Duration::from_secs(600), |d| d.0);
         if interval.is_zero() {
-            return Err(format!("{key}.interval: must be longer than 0s, e.g. 10m"));
+            return Err(ConfigError::invalid(format!(
+                "{key}.interval: must be longer than 0s, e.g. 10m"
+            )));
         }
         Some(BucketSpec { burst, interval })
     } else {
         None
     };
     Ok(CameraPolicy {
-        recipients: c
-            .to
-            .as_ref()
-            .filter(|l| !l.0.is_empty())
-            .map(|l| l.0.clone()),
         filters,
         cooldown: c.cooldown.map_or(fallback_cooldown, |d| d.0),
         bucket,
@@ -219,9 +212,14 @@ mod tests {
         crate::config::load_from(Some(&p), Some(HashMap::new()))
     }
 
+    fn settings(cfg: &Config) -> Result<Settings, ConfigError> {
+        Settings::from_config(cfg, &cfg.resolved_cameras())
+    }
+
     #[test]
     fn unknown_window_names_the_key() {
         let e = load("schedules:\n  night: {from: '22:00', to: '06:00'}\ncameras:\n  yard:\n    active: [nite]\n")
+            .and_then(|c| settings(&c))
             .unwrap_err()
             .to_string();
         assert!(e.contains("cameras.yard.active: \"nite\""), "{e}");
@@ -234,7 +232,7 @@ mod tests {
             "cameras_only: true\ndefaults:\n  min_score: 0.6\n  burst: 3\n  interval: 5m\ncameras:\n  door:\n    cooldown: 10s\n    to: [a@example.com]\n",
         )
         .unwrap();
-        let s = Settings::from_config(&cfg).unwrap();
+        let s = settings(&cfg).unwrap();
         let door = s.camera("door").unwrap();
         assert_eq!(door.cooldown, Duration::from_secs(10));
         assert_eq!(
@@ -244,7 +242,6 @@ mod tests {
                 interval: Duration::from_secs(300)
             })
         );
-        assert_eq!(door.recipients, Some(vec!["a@example.com".to_string()]));
         assert!(s.camera("street").is_none());
     }
 
@@ -260,10 +257,9 @@ mod tests {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/multi-camera.yaml");
         let cfg = crate::config::load_from(Some(&path), Some(env)).unwrap();
-        let s = Settings::from_config(&cfg).unwrap();
+        let s = settings(&cfg).unwrap();
         let door = s.camera("front_door").unwrap();
         assert_eq!(door.cooldown, Duration::from_secs(300));
-        assert_eq!(door.recipients.as_ref().map(Vec::len), Some(2));
         assert_eq!(
             s.camera("backyard").unwrap().active,
             vec!["night".to_string()]

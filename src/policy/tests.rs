@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::*;
+use crate::config::Config;
 use crate::event::{Control, ControlAction};
 
 fn config(yaml: &str) -> Config {

@@ -8,7 +8,7 @@ use tracing::debug;
 use super::camera;
 use super::frigate_api::FrigateApi;
 use super::http::{parse_url, FetchError, Http, Slots};
-use crate::config::Config;
+use super::settings::Settings;
 use crate::event::SnapshotSource;
 
 /// Downloads snapshots; one per process, sharing connection pools.
@@ -19,17 +19,22 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(config: &Config, slots: Slots) -> Result<Fetcher, reqwest::Error> {
-        let http = Http::new(config, false, slots.clone())?;
-        let frigate_http = if config.frigate.insecure_tls {
-            Http::new(config, true, slots)?
+    pub fn new(settings: &Settings, slots: Slots) -> Result<Fetcher, reqwest::Error> {
+        let http = Http::new(&settings.http, false, slots.clone())?;
+        let frigate_http = if settings.frigate.insecure_tls {
+            Http::new(&settings.http, true, slots)?
         } else {
             http.clone()
         };
         Ok(Fetcher {
             http,
-            frigate: FrigateApi::new(config, frigate_http),
+            frigate: FrigateApi::new(&settings.frigate, frigate_http),
         })
+    }
+
+    /// The Frigate client (`doctor` asks it directly, to report status codes).
+    pub fn frigate(&self) -> &FrigateApi {
+        &self.frigate
     }
 
     /// The bytes of the picture `source` names.

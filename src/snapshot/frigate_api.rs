@@ -21,7 +21,7 @@ use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
 use super::http::{parse_url, Answer, FetchError, Http};
-use crate::config::Config;
+use super::settings::FrigateSettings;
 use crate::secret::Secret;
 
 /// A Frigate `major.minor` version.
@@ -72,27 +72,22 @@ struct Inner {
 }
 
 impl FrigateApi {
-    pub fn new(config: &Config, http: Http) -> FrigateApi {
-        let f = &config.frigate;
-        let login = match (&f.username, &f.password) {
-            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
-            _ => None,
-        };
+    pub fn new(f: &FrigateSettings, http: Http) -> FrigateApi {
         FrigateApi {
             inner: Arc::new(Inner {
                 http,
-                base: f.url.trim_end_matches('/').to_owned(),
-                login,
+                base: f.base.clone(),
+                login: f.login.clone(),
                 token: Mutex::new(None),
-                configured: parse_version(&f.version),
+                configured: f.version,
                 detected: OnceLock::new(),
                 detecting: AtomicBool::new(false),
-                bbox: config.snapshot.bbox,
-                crop: config.snapshot.crop,
-                timestamp: config.snapshot.timestamp,
-                height: config.snapshot.max_height,
-                retries_404: f.snapshot_retries,
-                retry_delay: f.snapshot_retry_delay.0,
+                bbox: f.bbox,
+                crop: f.crop,
+                timestamp: f.timestamp,
+                height: f.height,
+                retries_404: f.retries_404,
+                retry_delay: f.retry_delay,
             }),
         }
     }
@@ -129,8 +124,15 @@ impl FrigateApi {
 
     /// `GET /api/<camera>/latest.jpg`: the camera's current frame.
     pub async fn latest(&self, camera: &str) -> Result<Bytes, FetchError> {
+        let (answer, shown) = self.latest_answer(camera).await?;
+        answer.into_body(&shown)
+    }
+
+    /// [`FrigateApi::latest`]'s answer whatever its status, and its URL as shown to users
+    /// (`doctor` reports both).
+    pub async fn latest_answer(&self, camera: &str) -> Result<(Answer, String), FetchError> {
         let path = format!("/api/{camera}/latest.jpg{}", self.query(false));
-        let result = self.get(&path).await;
+        let result = self.get_answer(&path).await;
         self.detect_version_later();
         result
     }
@@ -193,6 +195,13 @@ impl FrigateApi {
     /// GET `path` (with query) from Frigate, logging in first if configured and once more
     /// when the token has expired.
     pub async fn get(&self, path: &str) -> Result<Bytes, FetchError> {
+        let (answer, shown) = self.get_answer(path).await?;
+        answer.into_body(&shown)
+    }
+
+    /// [`FrigateApi::get`] without turning an error status into an error: the answer and the
+    /// URL as shown to users. A refused login is still an error.
+    async fn get_answer(&self, path: &str) -> Result<(Answer, String), FetchError> {
         let url = format!("{}{path}", self.inner.base);
         let (parsed, shown) = parse_url(&url)?;
         let token = match &self.inner.login {
@@ -223,7 +232,7 @@ impl FrigateApi {
                 fix: fix.into(),
             });
         }
-        answer.into_body(&shown)
+        Ok((answer, shown))
     }
 
     async fn send_get(

@@ -13,7 +13,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, StatusCode, Url};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::Config;
+use super::settings::HttpSettings;
 use crate::errors::{error_chain, redact_url};
 
 /// Why the snapshot bytes could not be had.
@@ -108,10 +108,14 @@ pub struct Http {
 
 impl Http {
     /// `insecure` accepts any server certificate (only for Frigate's self-signed one).
-    pub fn new(config: &Config, insecure: bool, slots: Slots) -> Result<Http, reqwest::Error> {
+    pub fn new(
+        settings: &HttpSettings,
+        insecure: bool,
+        slots: Slots,
+    ) -> Result<Http, reqwest::Error> {
         crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
-            .timeout(config.snapshot.timeout.0)
+            .timeout(settings.timeout)
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("snapmail/", env!("CARGO_PKG_VERSION")))
             .danger_accept_invalid_certs(insecure)
@@ -124,8 +128,8 @@ impl Http {
             .build()?;
         Ok(Http {
             client,
-            max_bytes: config.snapshot.max_bytes,
-            timeout: config.snapshot.timeout.0,
+            max_bytes: settings.max_bytes,
+            timeout: settings.timeout,
             slots,
         })
     }

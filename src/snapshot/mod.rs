@@ -12,18 +12,18 @@ pub mod jpeg;
 pub mod pixels;
 pub mod pool;
 pub mod scratch;
+pub mod settings;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, Semaphore};
 use tracing::warn;
 
-use crate::config::Config;
 use crate::event::Event;
 use fetch::Fetcher;
-use image::{Limits, ResizeSpec, Thumbnail};
+use image::{ResizeSpec, Thumbnail};
 use pool::ImagePool;
+pub use settings::Settings;
 
 /// An event with its picture (or the reason it has none): the mail stage's input.
 #[derive(Debug)]
@@ -37,54 +37,24 @@ pub struct Notification {
 pub struct Snapshotter {
     fetcher: Fetcher,
     pool: ImagePool,
-    spec: ResizeSpec,
-    limits: Limits,
-    /// `cameras.<name>.max_width`/`max_height` (and `defaults:`) where they differ from
-    /// `snapshot.*`: camera → (width, height); `""` holds the defaults' size.
-    sizes: Arc<HashMap<String, (u32, u32)>>,
+    settings: Arc<Settings>,
 }
 
 impl Snapshotter {
-    pub fn new(config: &Config) -> Result<Snapshotter, reqwest::Error> {
-        let s = &config.snapshot;
-        let size = |c: &crate::config::CameraConfig| {
-            (
-                c.max_width.unwrap_or(s.max_width),
-                c.max_height.unwrap_or(s.max_height),
-            )
-        };
-        let mut sizes = HashMap::from([(String::new(), size(&config.defaults))]);
-        for name in config.cameras.keys() {
-            sizes.insert(name.clone(), size(&config.camera(name)));
-        }
-        let pool = ImagePool::new(s.workers, s.queue);
+    pub fn new(settings: Settings) -> Result<Snapshotter, reqwest::Error> {
+        let pool = ImagePool::new(settings.workers, settings.queue);
         // Two bodies per worker: one being worked on, one downloaded and ready.
         let slots = Arc::new(Semaphore::new(pool.workers() * 2));
         Ok(Snapshotter {
-            sizes: Arc::new(sizes),
-            fetcher: Fetcher::new(config, slots)?,
+            fetcher: Fetcher::new(&settings, slots)?,
             pool,
-            spec: ResizeSpec {
-                max_width: s.max_width,
-                max_height: s.max_height,
-                jpeg_quality: s.jpeg_quality,
-                max_image_bytes: Some(s.max_image_bytes),
-            },
-            limits: Limits {
-                max_pixels: s.max_pixels,
-                max_bytes: s.max_bytes,
-            },
+            settings: Arc::new(settings),
         })
     }
 
     /// Fetch and shrink the picture for `event`, to its camera's size.
     pub async fn picture(&self, event: &Event) -> Result<Thumbnail, String> {
-        let (w, h) = self
-            .sizes
-            .get(&event.camera)
-            .or_else(|| self.sizes.get(""))
-            .copied()
-            .unwrap_or((self.spec.max_width, self.spec.max_height));
+        let (w, h) = self.settings.size_for(&event.camera);
         self.picture_sized(event, w, h).await
     }
 
@@ -98,7 +68,7 @@ impl Snapshotter {
         let spec = ResizeSpec {
             max_width,
             max_height,
-            ..self.spec.clone()
+            ..self.settings.spec.clone()
         };
         let started = std::time::Instant::now();
         let bytes = self
@@ -110,7 +80,7 @@ impl Snapshotter {
         let started = std::time::Instant::now();
         let picture = self
             .pool
-            .thumbnail(bytes, spec, self.limits.clone())
+            .thumbnail(bytes, spec, self.settings.limits.clone())
             .await
             .map_err(|e| e.to_string());
         crate::metrics::metrics().resize_took(started.elapsed());
@@ -125,11 +95,15 @@ impl Snapshotter {
             max_width: picture.width,
             max_height: picture.height,
             max_image_bytes: Some(max_bytes),
-            ..self.spec.clone()
+            ..self.settings.spec.clone()
         };
         let shrunk = self
             .pool
-            .thumbnail(picture.jpeg.clone().into(), spec, self.limits.clone())
+            .thumbnail(
+                picture.jpeg.clone().into(),
+                spec,
+                self.settings.limits.clone(),
+            )
             .await
             .map_err(|e| e.to_string())?;
         if shrunk.jpeg.len() > max_bytes {

@@ -169,10 +169,71 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_builds_its_decoder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "sources:\n  - kind: frigate_events\n  - kind: frigate_reviews\n  - kind: frigate_snapshot\n  - kind: hikvision_bridge\n  - kind: mqtt\n    topic: cameras/+/motion\n",
+        )
+        .unwrap();
+        let cfg = crate::config::load_from(Some(&path), Some(Default::default())).unwrap();
+        let kinds: Vec<&str> = decoders(&cfg).iter().map(|d| d.kind()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "frigate_events",
+                "frigate_reviews",
+                "frigate_snapshot",
+                "hikvision_bridge",
+                "mqtt"
+            ]
+        );
+    }
+
+    #[test]
     fn without_sources_the_frigate_events_topic_is_used() {
         let d = decoders(&Config::default());
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].kind(), "frigate_events");
         assert_eq!(d[0].topics(), vec!["frigate/events".to_string()]);
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use crate::config::load_from;
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    /// The shipped examples load (secret files swapped for inline values) and build the
+    /// decoders they describe.
+    #[test]
+    fn source_examples_load() {
+        for (name, kinds) in [
+            ("frigate-reviews.yaml", vec!["frigate_reviews"]),
+            ("frigate-snapshot.yaml", vec!["frigate_snapshot"]),
+            (
+                "hikvision.yaml",
+                vec!["hikvision_bridge", "hikvision_bridge"],
+            ),
+            ("scripts.yaml", vec!["mqtt", "mqtt", "mqtt", "mqtt"]),
+        ] {
+            let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+            let text: String = std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .map(|l| match l.split_once("password_file:") {
+                    Some((indent, _)) => format!("{indent}password: example\n"),
+                    None => format!("{l}\n"),
+                })
+                .collect();
+            let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+            let cfg = load_from(Some(f.path()), Some(HashMap::new()))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let got: Vec<&str> = super::decoders(&cfg).iter().map(|d| d.kind()).collect();
+            assert_eq!(got, kinds, "{name}");
+        }
     }
 }

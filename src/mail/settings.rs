@@ -1,0 +1,134 @@
+//! The mail stage's settings, resolved once: the sender and each camera's recipients
+//! (`cameras.<name>.to`, else `defaults.to`, else `smtp.to`, else the login itself) as ready
+//! [`Composer`]s, and the size limits of what is sent. Every mailbox is checked here, at
+//! start, with the key it came from.
+
+use std::collections::HashMap;
+
+use super::compose::{parse_mailbox, Composer};
+use crate::config::{CameraConfig, Cameras, Config, ConfigError};
+
+/// Where preview mode (no `smtp` section) says its mail comes from and goes to.
+const PREVIEW_FROM: &str = "snapmail <snapmail@localhost>";
+const PREVIEW_TO: &str = "preview@localhost";
+
+/// Everything the mail stage needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The composer of cameras without recipients of their own.
+    default: Composer,
+    by_camera: HashMap<String, Composer>,
+    /// Largest formatted message (`smtp.max_message_bytes`; unbounded in preview mode).
+    pub max_message_bytes: usize,
+    /// Digest pictures fit inside this many pixels on each side (`digest.image_size`).
+    pub digest_image_size: u32,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config, cameras: &Cameras) -> Result<Settings, ConfigError> {
+        let (from, base) = match &config.smtp {
+            Some(smtp) => {
+                parse_mailbox(smtp.from_address())
+                    .map_err(|e| ConfigError::invalid(format!("smtp.from: {e}")))?;
+                for to in smtp.recipients() {
+                    parse_mailbox(&to)
+                        .map_err(|e| ConfigError::invalid(format!("smtp.to: {e}")))?;
+                }
+                (smtp.from_address().to_owned(), smtp.recipients())
+            }
+            None => (PREVIEW_FROM.to_owned(), vec![PREVIEW_TO.to_owned()]),
+        };
+        let composer = |c: &CameraConfig, key: &str| {
+            let to =
+                c.to.as_ref()
+                    .filter(|l| !l.0.is_empty())
+                    .map_or(base.clone(), |l| l.0.clone());
+            Composer::new(&from, &to).map_err(|e| ConfigError::invalid(format!("{key}.to: {e}")))
+        };
+        let default = composer(&cameras.defaults, "defaults")?;
+        let mut by_camera = HashMap::new();
+        for (name, c) in &cameras.listed {
+            by_camera.insert(name.clone(), composer(c, &format!("cameras.{name}"))?);
+        }
+        Ok(Settings {
+            default,
+            by_camera,
+            max_message_bytes: config
+                .smtp
+                .as_ref()
+                .map_or(usize::MAX, |s| s.max_message_bytes),
+            digest_image_size: config.digest.image_size,
+        })
+    }
+
+    /// The composer for `camera`'s mail.
+    pub fn composer(&self, camera: &str) -> &Composer {
+        self.by_camera.get(camera).unwrap_or(&self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap as Env;
+
+    fn settings(yaml: &str, env: Env<String, String>) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, yaml).unwrap();
+        let cfg = crate::config::load_from(Some(&p), Some(env))?;
+        Settings::from_config(&cfg, &cfg.resolved_cameras())
+    }
+
+    fn to(s: &Settings, camera: &str) -> Vec<String> {
+        s.composer(camera)
+            .to_mailboxes()
+            .iter()
+            .map(|m| m.email.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn camera_recipients_inherit_from_defaults_and_smtp() {
+        let s = settings(
+            "smtp:\n  username: me@example.com\n  password: x\ndefaults:\n  min_score: 0.6\ncameras:\n  door:\n    to: [a@example.com]\n  yard: {}\n",
+            Env::new(),
+        )
+        .unwrap();
+        assert_eq!(to(&s, "door"), vec!["a@example.com".to_string()]);
+        assert_eq!(to(&s, "yard"), vec!["me@example.com".to_string()]);
+        assert_eq!(to(&s, "street"), vec!["me@example.com".to_string()]);
+    }
+
+    #[test]
+    fn multi_camera_example_recipients() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/multi-camera.yaml");
+        let env = Env::from([
+            ("SNAPMAIL__SMTP__PASSWORD_FILE".to_string(), String::new()),
+            (
+                "SNAPMAIL__SMTP__PASSWORD".to_string(),
+                "abcd efgh ijkl mnop".to_string(),
+            ),
+        ]);
+        let cfg = crate::config::load_from(Some(&path), Some(env)).unwrap();
+        let s = Settings::from_config(&cfg, &cfg.resolved_cameras()).unwrap();
+        assert_eq!(to(&s, "front_door").len(), 2);
+    }
+
+    #[test]
+    fn bad_mailboxes_name_their_key() {
+        let e = settings(
+            "smtp:\n  username: a@b.c\n  password: hunter2secret\n  from: not an address\n",
+            Env::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("smtp.from"), "{e}");
+        assert!(!e.contains("hunter2secret"), "{e}");
+        let e = settings("cameras:\n  door:\n    to: [nobody]\n", Env::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cameras.door.to"), "{e}");
+    }
+}
