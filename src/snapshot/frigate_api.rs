@@ -21,7 +21,6 @@ use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
 use super::http::{parse_url, Answer, FetchError, Http};
-use super::settings::FrigateSettings;
 use crate::secret::Secret;
 
 /// A Frigate `major.minor` version.
@@ -46,6 +45,25 @@ pub fn parse_version(text: &str) -> Option<Version> {
     let major = parts.next()?.trim().parse().ok()?;
     let minor = parts.next()?.trim().parse().ok()?;
     Some(Version(major, minor))
+}
+
+/// How to ask Frigate for pictures (`frigate.*` and the Frigate options of `snapshot.*`).
+#[derive(Debug, Clone)]
+pub struct FrigateSettings {
+    /// `frigate.url` without a trailing slash.
+    pub base: String,
+    pub login: Option<(String, Secret)>,
+    /// `frigate.version`; `None` means auto-detect.
+    pub version: Option<Version>,
+    pub bbox: Option<bool>,
+    pub crop: Option<bool>,
+    pub timestamp: Option<bool>,
+    /// The height Frigate is asked to scale to (`snapshot.max_height`).
+    pub height: u32,
+    pub retries_404: u32,
+    pub retry_delay: Duration,
+    /// Accept Frigate's self-signed certificate.
+    pub insecure_tls: bool,
 }
 
 /// The client for one Frigate instance (`frigate.url`).

@@ -13,8 +13,16 @@ use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, StatusCode, Url};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::settings::HttpSettings;
 use crate::errors::{error_chain, redact_url};
+
+/// Limits of every snapshot download (from `snapshot.*`).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Whole-request timeout (`snapshot.timeout`).
+    pub timeout: Duration,
+    /// Largest body read (`snapshot.max_bytes`).
+    pub max_bytes: usize,
+}
 
 /// Why the snapshot bytes could not be had.
 #[derive(Debug, thiserror::Error)]

@@ -3,12 +3,11 @@
 //! Frigate version, say) is checked here, at start, not at the first event.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use super::frigate_api::{parse_version, Version};
+use super::frigate_api::{parse_version, FrigateSettings};
+use super::http::HttpSettings;
 use super::image::{Limits, ResizeSpec};
 use crate::config::{Cameras, Config, ConfigError};
-use crate::secret::Secret;
 
 /// Everything the snapshot stage needs from the configuration.
 #[derive(Debug, Clone)]
@@ -25,34 +24,6 @@ pub struct Settings {
     pub queue: usize,
     pub http: HttpSettings,
     pub frigate: FrigateSettings,
-}
-
-/// Limits of every snapshot download.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    /// Whole-request timeout (`snapshot.timeout`).
-    pub timeout: Duration,
-    /// Largest body read (`snapshot.max_bytes`).
-    pub max_bytes: usize,
-}
-
-/// How to ask Frigate for pictures (`frigate.*` and the Frigate options of `snapshot.*`).
-#[derive(Debug, Clone)]
-pub struct FrigateSettings {
-    /// `frigate.url` without a trailing slash.
-    pub base: String,
-    pub login: Option<(String, Secret)>,
-    /// `frigate.version`; `None` means auto-detect.
-    pub version: Option<Version>,
-    pub bbox: Option<bool>,
-    pub crop: Option<bool>,
-    pub timestamp: Option<bool>,
-    /// The height Frigate is asked to scale to (`snapshot.max_height`).
-    pub height: u32,
-    pub retries_404: u32,
-    pub retry_delay: Duration,
-    /// Accept Frigate's self-signed certificate.
-    pub insecure_tls: bool,
 }
 
 impl Settings {

@@ -352,11 +352,6 @@ pub(super) async fn guess_security(addrs: &[SocketAddr], timeout: Duration) -> &
     }
 }
 
-pub(super) fn is_gmail(host: &str) -> bool {
-    let h = host.trim_end_matches('.').to_ascii_lowercase();
-    h.ends_with("gmail.com") || h.ends_with("googlemail.com") || h.ends_with("google.com")
-}
-
 /// "Gmail answered 534 5.7.9 Application-specific password required."
 pub(super) fn failure_fact(f: &Failure) -> String {
     match f.code {

@@ -12,7 +12,6 @@ use tokio::net::TcpStream;
 
 use super::args::secs;
 use super::report::Report;
-use super::smtp::is_gmail;
 
 pub(super) async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, String> {
     match tokio::time::timeout(timeout, TcpStream::connect(addrs)).await {
@@ -486,4 +485,9 @@ pub(super) fn explain_tls(smtp: &SmtpConfig, e: &HandshakeFailure) -> (String, S
             "465 needs smtp.security: tls, 587 needs smtp.security: starttls".into(),
         ),
     }
+}
+
+pub(super) fn is_gmail(host: &str) -> bool {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    h.ends_with("gmail.com") || h.ends_with("googlemail.com") || h.ends_with("google.com")
 }
