@@ -12,9 +12,6 @@ use snapmail::mqtt::{Decoded, Message};
 use snapmail::snapshot::image::{thumbnail, Limits, ResizeSpec};
 use snapmail::sources::decoders;
 
-/// One source of every kind, with the options that switch on each decoding path.
-const EVERY_SOURCE: &str = include_str!("fixtures/every-source.yaml");
-
 fn load(yaml: &str) -> Result<Config, snapmail::config::ConfigError> {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("config.yaml");
@@ -22,22 +19,32 @@ fn load(yaml: &str) -> Result<Config, snapmail::config::ConfigError> {
     snapmail::config::load_from(Some(&path), Some(HashMap::new()))
 }
 
+/// One source of every kind in the registry, with the options that switch on each
+/// decoding path.
 fn every_source() -> Config {
-    load(EVERY_SOURCE).expect("the config with every source loads")
+    load(&snapmail::config::sources::every_source_yaml())
+        .expect("the config with every source loads")
 }
 
-/// Topics every decoder listens to, plus near misses.
+/// Topics every decoder listens to (from the registry of source kinds), the same with one
+/// level replaced (other cameras and event types, near misses), and anything at all.
 fn topic() -> impl Strategy<Value = String> {
-    prop_oneof![
-        Just("frigate/events".to_string()),
-        Just("frigate/reviews".to_string()),
-        "frigate/[a-z_]{1,8}/[a-z]{1,6}/snapshot",
-        "camera-alerts/[a-z]{0,8}/[A-Za-z]{0,12}",
-        Just("BTRGB/hikalarm".to_string()),
-        "cameras/[^/]{0,10}/motion",
-        "scripts/.{0,20}",
-        ".{0,30}",
-    ]
+    let known: Vec<String> = snapmail::config::sources::KINDS
+        .iter()
+        .flat_map(|k| k.topics.iter().map(|t| t.to_string()))
+        .collect();
+    let varied = (
+        proptest::sample::select(known.clone()),
+        any::<proptest::sample::Index>(),
+        "[^/]{0,12}",
+    )
+        .prop_map(|(topic, at, level)| {
+            let mut levels: Vec<&str> = topic.split('/').collect();
+            let i = at.index(levels.len());
+            levels[i] = &level;
+            levels.join("/")
+        });
+    prop_oneof![proptest::sample::select(known), varied, ".{0,30}"]
 }
 
 /// Payloads: arbitrary bytes, JSON-looking text, XML, switch words, JPEG-looking bytes.

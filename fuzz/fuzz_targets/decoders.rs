@@ -1,5 +1,6 @@
-//! Every payload decoder on arbitrary bytes: the first byte picks the topic (one per
-//! source kind, plus garbage), the second the retained flag, the rest is the payload.
+//! Every payload decoder on arbitrary bytes: the first byte picks the topic (those of the
+//! registry of source kinds, plus garbage), the second the retained flag, the rest is the
+//! payload.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -9,28 +10,24 @@ use snapmail::config::Config;
 use snapmail::mqtt::Message;
 use snapmail::sources::decoders;
 
-/// One source of every kind (shared with `tests/properties.rs`).
-const EVERY_SOURCE: &str = include_str!("../../tests/fixtures/every-source.yaml");
+use snapmail::config::sources::{every_source_yaml, KINDS};
 
-const TOPICS: &[&str] = &[
-    "frigate/events",
-    "frigate/reviews",
-    "frigate/driveway/person/snapshot",
-    "camera-alerts/driveway/VMD",
-    "camera-alerts/alarmserver",
-    "BTRGB/hikalarm",
-    "cameras/porch/motion",
-    "scripts/alert",
-    "",
-    "/",
-];
+/// The registry's topics, then two that match nothing.
+fn topics() -> &'static [&'static str] {
+    static TOPICS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    TOPICS.get_or_init(|| {
+        let mut t: Vec<&str> = KINDS.iter().flat_map(|k| k.topics.iter().copied()).collect();
+        t.extend(["", "/"]);
+        t
+    })
+}
 
 fn config() -> &'static Config {
     static CONFIG: OnceLock<Config> = OnceLock::new();
     CONFIG.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("config.yaml");
-        std::fs::write(&path, EVERY_SOURCE).expect("write config");
+        std::fs::write(&path, every_source_yaml()).expect("write config");
         snapmail::config::load_from(Some(&path), Some(Default::default()))
             .expect("the config with every source loads")
     })
@@ -40,7 +37,8 @@ fuzz_target!(|data: &[u8]| {
     let (Some(&t), Some(&r)) = (data.first(), data.get(1)) else {
         return;
     };
-    let topic = TOPICS[usize::from(t) % TOPICS.len()];
+    let topics = topics();
+    let topic = topics[usize::from(t) % topics.len()];
     let payload = &data[2..];
     for d in decoders(config()).iter_mut() {
         let _ = d.decode(Message {

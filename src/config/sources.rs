@@ -42,6 +42,69 @@ impl SourceConfig {
     }
 }
 
+/// One source kind as users and tools see it. [`KINDS`] lists every kind once: the
+/// property tests and the fuzz target build their configuration and topics from it, and a
+/// test holds the documentation and [`SourceConfig`] to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Kind {
+    /// The `kind:` value.
+    pub name: &'static str,
+    /// What the kind listens to, in one line (the documentation's table).
+    pub summary: &'static str,
+    /// `sources:` entries (YAML list items) that switch on each of its decoding paths.
+    pub example: &'static str,
+    /// Topics the example entries listen to.
+    pub topics: &'static [&'static str],
+}
+
+/// Every source kind, in the order the documentation lists them.
+pub const KINDS: &[Kind] = &[
+    Kind {
+        name: "frigate_events",
+        summary: "Frigate's `<prefix>/events`: one mail per tracked object",
+        example: "  - kind: frigate_events\n",
+        topics: &["frigate/events"],
+    },
+    Kind {
+        name: "frigate_reviews",
+        summary: "Frigate 0.14+ `<prefix>/reviews`: one mail per alert (optionally per detection)",
+        example: "  - kind: frigate_reviews\n    severity: [alert, detection]\n",
+        topics: &["frigate/reviews"],
+    },
+    Kind {
+        name: "frigate_snapshot",
+        summary: "Frigate's `<prefix>/<camera>/<label>/snapshot`: the JPEG inside the message",
+        example: "  - kind: frigate_snapshot\n",
+        topics: &["frigate/driveway/person/snapshot"],
+    },
+    Kind {
+        name: "hikvision_bridge",
+        summary: "Hikvision through alarmserver (`camera-alerts/+/+`) or hikmqtt; the picture comes from the camera over ISAPI",
+        example: "  - kind: hikvision_bridge\n    topic: camera-alerts/+/+\n    cameras:\n      driveway: {url: \"http://192.168.1.64\", username: admin, password: x}\n  - kind: hikvision_bridge\n    topic: BTRGB/hikalarm\n    cameras:\n      garden: {url: \"http://192.168.1.65\", dev_id: 1}\n",
+        topics: &[
+            "camera-alerts/driveway/VMD",
+            "camera-alerts/alarmserver",
+            "BTRGB/hikalarm",
+        ],
+    },
+    Kind {
+        name: "mqtt",
+        summary: "Any topic: ON/OFF switches (Amcrest, Dahua, Blue Iris, Home Assistant), JSON from scripts, raw JPEGs",
+        example: "  - kind: mqtt\n    topic: cameras/+/motion\n    snapshot:\n      url: \"http://nvr.lan/image/{camera}\"\n  - kind: mqtt\n    topic: scripts/#\n    json:\n      camera: /camera\n      label: /label\n      score: /score\n      id: /id\n      image_base64: /image\n      image_url: /url\n",
+        topics: &["cameras/porch/motion", "scripts/alert"],
+    },
+];
+
+/// A configuration with the example entries of every kind in [`KINDS`]: one source of each
+/// kind, with the options that switch on each decoding path.
+pub fn every_source_yaml() -> String {
+    let mut yaml = String::from("frigate:\n  url: http://frigate.lan:5000\nsources:\n");
+    for kind in KINDS {
+        yaml.push_str(kind.example);
+    }
+    yaml
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FrigateEventsSource {
@@ -407,6 +470,36 @@ sources:
         assert_eq!(cfg.snapshot.bbox, Some(true));
         assert_eq!(cfg.snapshot.crop, Some(false));
         assert_eq!(cfg.snapshot.timestamp, None);
+    }
+
+    #[test]
+    fn the_registry_names_every_kind_once_and_its_examples_load() {
+        let cfg = load(&every_source_yaml()).unwrap();
+        let mut kinds: Vec<&str> = cfg
+            .sources
+            .iter()
+            .flatten()
+            .map(SourceConfig::kind)
+            .collect();
+        kinds.dedup();
+        let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        assert_eq!(
+            kinds, names,
+            "every KINDS example is of its own kind, in order"
+        );
+        // A variant added to SourceConfig but not to KINDS fails here: its name is unknown.
+        for k in KINDS {
+            let one = load(&format!("sources:\n{}", k.example)).unwrap();
+            assert!(
+                one.sources.unwrap().iter().all(|s| s.kind() == k.name),
+                "{}",
+                k.name
+            );
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "each kind once");
     }
 
     #[test]
