@@ -246,9 +246,21 @@ async fn the_image_mails_a_frigate_event_keeps_its_spool_and_reports_health() {
         spooled(&volume_dir),
         outbox.display()
     );
-    let log = logs(&bad);
-    let last_lines: Vec<&str> = log.lines().rev().take(3).collect();
-    println!("image: last log lines: {last_lines:#?}");
+    // The log is coloured; the summary is read by people.
+    let log = regex::Regex::new("\x1b\\[[0-9;]*m")
+        .unwrap()
+        .replace_all(&logs(&bad), "")
+        .into_owned();
+    for line in log
+        .lines()
+        .rev()
+        .take(3)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        println!("image: log: {line}");
+    }
 }
 
 /// The SMTP side of `docker/test-compose.sh`, run inside the Compose project: the Gmail-like
