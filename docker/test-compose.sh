@@ -41,7 +41,10 @@ echo "$bin"
 work="$(mktemp -d)"
 compose() { (cd "$work" && $COMPOSE --podman-args="$PODMAN_GLOBAL" --in-pod false -p "$project" \
   -f docker-compose.yml -f compose.test.yml "$@"); }
-cleanup() { compose down -v -t 5 >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() {
+  [ -n "${KEEP:-}" ] && { echo "kept: $work"; return; }
+  compose down -v -t 5 >/dev/null 2>&1 || true; rm -rf "$work"
+}
 trap cleanup EXIT
 
 # The project as a user lays it out: the Compose file and mosquitto.conf, the app password
@@ -56,7 +59,15 @@ sed -e 's/you@gmail.com/cam@example.com/' -e 's/to: \[cam@example.com\]/to: [me@
 grep -E 'username|to:|password_file' "$work/snapmail.yaml"
 
 echo "== podman-compose up"
-SMTP_TEST_BIN="$bin" compose up -d 2>&1 | grep -vE '^(podman|[0-9a-f]{64}$)' || true
+export SMTP_TEST_BIN="$bin"
+# snapmail reads smtp.ca_file at start, and the test server makes its CA when it starts.
+compose up -d smtp mosquitto frigate 2>&1 | grep -vE '^(podman|[0-9a-f]{64}$)|systemd' || true
+deadline=$(( $(date +%s) + 60 ))
+until [ -s "$work/shared/ca.pem" ]; do
+  [ "$(date +%s)" -lt "$deadline" ] || { echo "the SMTP test server wrote no CA"; exit 1; }
+  sleep 1
+done
+compose up -d snapmail 2>&1 | grep -vE '^(podman|[0-9a-f]{64}$)|systemd' || true
 
 name() { $PODMAN ps -a --filter "label=com.docker.compose.project=$project" \
   --filter "label=com.docker.compose.service=$1" --format '{{.Names}}' | head -n 1; }

@@ -14,7 +14,7 @@ mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 tarball="$(mktemp --suffix=.tar)"
 trap 'rm -f "$tarball"' EXIT
 nice -n 10 mmdebstrap --variant=apt \
-  --include=mosquitto,mosquitto-clients,python3-minimal,ca-certificates \
+  --include=mosquitto,mosquitto-clients,python3,ca-certificates \
   --customize-hook="install -m 0755 '$here/frigate-standin.py' \"\$1/usr/local/bin/frigate-standin.py\"" \
   --customize-hook='chroot "$1" install -d -o mosquitto -g mosquitto /mosquitto/config /mosquitto/data /mosquitto/log' \
   --customize-hook='rm -rf "$1"/var/lib/apt/lists/*' \
