@@ -81,6 +81,13 @@ until $PODMAN logs "$snapmail" 2>&1 | grep -q 'mqtt: subscribed'; do
   fi
   sleep 1
 done
+# The Frigate stand-in must answer by name in snapmail's network namespace (shared with
+# smtp) before the event, or the mail goes out without its picture.
+deadline=$(( $(date +%s) + 60 ))
+until $PODMAN exec "$smtp" python3 -c 'import urllib.request; urllib.request.urlopen("http://frigate:5000/api/version", timeout=2)' 2>/dev/null; do
+  [ "$(date +%s)" -lt "$deadline" ] || { echo "frigate does not answer by name"; exit 1; }
+  sleep 1
+done
 echo "== snapmail subscribed; publishing a Frigate event into the Compose Mosquitto"
 $PODMAN exec -i "$mosquitto" mosquitto_pub -t frigate/events -s < tests/fixtures/frigate-events-new-0.14.json
 
@@ -88,6 +95,6 @@ code="$(timeout 180 $PODMAN wait "$smtp" || echo timeout)"
 echo "== SMTP test server (exit $code):"
 $PODMAN logs "$smtp" 2>&1 | grep -E '^(smtp:|test |test result)' || true
 echo "== snapmail log:"
-$PODMAN logs "$snapmail" 2>&1 | tail -n 12
+$PODMAN logs "$snapmail" 2>&1 | sed "s/\x1b\[[0-9;]*m//g" | tail -n 6
 [ "$code" = 0 ] || { echo "the mail did not arrive" >&2; exit 1; }
 echo "== compose: the Frigate event was mailed through the Compose project"
