@@ -12,8 +12,8 @@ use snapmail::mail::{Composer, Mail};
 use snapmail::plan::Plan;
 use snapmail::snapshot::fetch::Fetcher;
 use snapmail::snapshot::http::FetchError;
-use snapmail::snapshot::image::{self, Limits, ResizeSpec, Thumbnail};
-use snapmail::snapshot::Notification;
+use snapmail::snapshot::image::{self, ImageError, Limits, ResizeSpec, Thumbnail};
+use snapmail::snapshot::{Notification, PictureError};
 
 /// The daemon's fetcher for this plan, with the download slots one image worker would have.
 pub fn fetcher(plan: &Plan) -> Result<Fetcher, reqwest::Error> {
@@ -110,8 +110,9 @@ pub async fn sample(plan: &Plan) -> (Notification, String) {
     let spec = plan.snapshot.spec.clone();
     let picture = tokio::task::spawn_blocking(move || generated(&spec))
         .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
+        .map_err(|e| ImageError::Worker(e.to_string()))
+        .and_then(|r| r)
+        .map_err(PictureError::from);
     (
         Notification { event, picture },
         "a generated test image (no camera configured under cameras:, or it did not answer)".into(),
@@ -134,7 +135,7 @@ pub fn test_mail(
 }
 
 /// A 640×360 colour test pattern, run through the same resize and encode as a snapshot.
-fn generated(spec: &ResizeSpec) -> Result<Thumbnail, String> {
+fn generated(spec: &ResizeSpec) -> Result<Thumbnail, ImageError> {
     let img = ::image::RgbImage::from_fn(640, 360, |x, y| {
         let bar = (x / 80) as u8;
         ::image::Rgb([
@@ -145,6 +146,7 @@ fn generated(spec: &ResizeSpec) -> Result<Thumbnail, String> {
     });
     let mut jpeg = Vec::new();
     let enc = ::image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90);
-    img.write_with_encoder(enc).map_err(|e| e.to_string())?;
-    image::thumbnail(&jpeg, spec, &Limits::default()).map_err(|e| e.to_string())
+    img.write_with_encoder(enc)
+        .map_err(|e| ImageError::Encode(e.to_string()))?;
+    image::thumbnail(&jpeg, spec, &Limits::default())
 }

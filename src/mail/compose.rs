@@ -13,14 +13,16 @@ use lettre::Message;
 
 use crate::snapshot::Notification;
 
-/// Parse `Name <addr>` or `addr`, with an error that says what was expected.
-pub fn parse_mailbox(s: &str) -> Result<Mailbox, String> {
-    s.trim().parse::<Mailbox>().map_err(|_| {
-        format!(
-            "{:?} is not an email address (expected you@gmail.com or \"Cameras <you@gmail.com>\")",
-            s.trim()
-        )
-    })
+/// A mailbox that does not parse, with what was expected.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0:?} is not an email address (expected you@gmail.com or \"Cameras <you@gmail.com>\")")]
+pub struct BadMailbox(pub String);
+
+/// Parse `Name <addr>` or `addr`.
+pub fn parse_mailbox(s: &str) -> Result<Mailbox, BadMailbox> {
+    s.trim()
+        .parse::<Mailbox>()
+        .map_err(|_| BadMailbox(s.trim().to_owned()))
 }
 
 /// A finished mail, ready for the outbox.
@@ -55,7 +57,7 @@ pub struct Composer {
 pub struct ComposeError(pub(crate) String);
 
 impl Composer {
-    pub fn new(from: &str, to: &[String]) -> Result<Composer, String> {
+    pub fn new(from: &str, to: &[String]) -> Result<Composer, BadMailbox> {
         Ok(Composer {
             from: parse_mailbox(from)?,
             to: to
@@ -129,8 +131,9 @@ impl Composer {
                 Some(t.jpeg.clone())
             }
             Err(why) => {
-                text.push_str(&format!("\nNo picture: {}\n", strip_controls(why)));
-                html.push_str(&format!("<p><em>No picture: {}</em></p>\n", escape(why)));
+                let why = why.to_string();
+                text.push_str(&format!("\nNo picture: {}\n", strip_controls(&why)));
+                html.push_str(&format!("<p><em>No picture: {}</em></p>\n", escape(&why)));
                 None
             }
         };
@@ -231,9 +234,11 @@ pub(crate) fn local_time(t: SystemTime) -> String {
 mod tests {
     use super::*;
     use crate::event::Event;
+    use crate::snapshot::http::FetchError;
     use crate::snapshot::image::Thumbnail;
+    use crate::snapshot::PictureError;
 
-    fn notification(camera: &str, picture: Result<Thumbnail, String>) -> Notification {
+    fn notification(camera: &str, picture: Result<Thumbnail, PictureError>) -> Notification {
         Notification {
             event: {
                 let mut e = Event::new("test", "1", camera);
@@ -274,7 +279,7 @@ mod tests {
         let mail = c
             .compose(&notification(
                 "x\r\nBcc: evil@example.com",
-                Err("none".into()),
+                Err(FetchError::NoSource("none".into()).into()),
             ))
             .unwrap();
         let raw = String::from_utf8(mail.message.formatted()).unwrap();

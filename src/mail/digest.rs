@@ -15,12 +15,13 @@ use super::compose::{
 };
 use crate::policy::Digest;
 use crate::snapshot::image::Thumbnail;
+use crate::snapshot::PictureError;
 
 /// Build the digest mail; `pictures[i]` belongs to `digest.samples[i]`.
 pub fn compose(
     composer: &Composer,
     digest: &Digest,
-    pictures: &[Result<Thumbnail, String>],
+    pictures: &[Result<Thumbnail, PictureError>],
 ) -> Result<Mail, ComposeError> {
     let headline = digest.headline();
     let subject = header_safe(&headline);
@@ -59,8 +60,9 @@ pub fn compose(
                 images.push((cid, t.jpeg.clone()));
             }
             Some(Err(why)) => {
-                text.push_str(&format!(" (no picture: {})", strip_controls(why)));
-                html.push_str(&format!("<em>No picture: {}</em>", escape(why)));
+                let why = why.to_string();
+                text.push_str(&format!(" (no picture: {})", strip_controls(&why)));
+                html.push_str(&format!("<em>No picture: {}</em>", escape(&why)));
             }
             None => {}
         }
@@ -118,7 +120,8 @@ mod tests {
             source_height: 1,
             source_format: "jpeg",
         };
-        let pics = vec![Ok(thumb.clone()), Err("404".into()), Ok(thumb)];
+        let missing = crate::snapshot::http::FetchError::NoSource("404".into());
+        let pics = vec![Ok(thumb.clone()), Err(missing.into()), Ok(thumb)];
         let c = Composer::new("cam@example.com", &["me@example.com".into()]).unwrap();
         let mail = compose(&c, &d, &pics).unwrap();
         let raw = String::from_utf8(mail.message.formatted()).unwrap();

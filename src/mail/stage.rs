@@ -11,11 +11,22 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use super::compose::{Composer, Mail};
+use super::compose::{ComposeError, Composer, Mail};
 use super::settings::Settings;
 use crate::outbox::Outbox;
 use crate::policy::Digest;
-use crate::snapshot::{Notification, Snapshotter};
+use crate::snapshot::{Notification, PictureError, Snapshotter};
+
+/// Why a notification could not become a mail.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    #[error("the message is {size} bytes even without a picture, over smtp.max_message_bytes ({budget})")]
+    OverBudget { size: usize, budget: usize },
+    #[error("the message could not be brought under smtp.max_message_bytes ({budget})")]
+    NoFit { budget: usize },
+}
 
 /// Mails being composed and written to the spool at once.
 const QUEUE_IN_FLIGHT: usize = 8;
@@ -97,17 +108,15 @@ async fn fit_to_budget(
     snapshotter: &Snapshotter,
     n: &mut Notification,
     budget: usize,
-) -> Result<Mail, String> {
+) -> Result<Mail, MailError> {
     for _ in 0..4 {
-        let mail = composer.compose(n).map_err(|e| e.to_string())?;
+        let mail = composer.compose(n)?;
         let size = mail.message.formatted().len();
         if size <= budget {
             return Ok(mail);
         }
         let Ok(picture) = &n.picture else {
-            return Err(format!(
-                "the message is {size} bytes even without a picture, over smtp.max_message_bytes ({budget})"
-            ));
+            return Err(MailError::OverBudget { size, budget });
         };
         // Base64 costs ~4/3 plus line breaks; aim the JPEG at what is left, with a margin.
         let overhead = size.saturating_sub(picture.jpeg.len() * 4 / 3);
@@ -118,10 +127,8 @@ async fn fit_to_budget(
         );
         n.picture = match snapshotter.shrink(picture, target.max(1)).await {
             Ok(smaller) => Ok(smaller),
-            Err(why) => Err(format!("the picture was too large to mail ({why})")),
+            Err(why) => Err(PictureError::TooLargeToMail(Box::new(why))),
         };
     }
-    Err(format!(
-        "the message could not be brought under smtp.max_message_bytes ({budget})"
-    ))
+    Err(MailError::NoFit { budget })
 }

@@ -29,7 +29,20 @@ pub use settings::Settings;
 #[derive(Debug)]
 pub struct Notification {
     pub event: Event,
-    pub picture: Result<Thumbnail, String>,
+    pub picture: Result<Thumbnail, PictureError>,
+}
+
+/// Why a mail has no picture; the mail says so in these words.
+#[derive(Debug, thiserror::Error)]
+pub enum PictureError {
+    #[error(transparent)]
+    Fetch(#[from] http::FetchError),
+    #[error(transparent)]
+    Image(#[from] pixels::ImageError),
+    #[error("the picture cannot be made smaller than {size} bytes (budget {budget})")]
+    CannotShrink { size: usize, budget: usize },
+    #[error("the picture was too large to mail ({0})")]
+    TooLargeToMail(Box<PictureError>),
 }
 
 /// Everything the stage needs to turn an event into a notification.
@@ -53,7 +66,7 @@ impl Snapshotter {
     }
 
     /// Fetch and shrink the picture for `event`, to its camera's size.
-    pub async fn picture(&self, event: &Event) -> Result<Thumbnail, String> {
+    pub async fn picture(&self, event: &Event) -> Result<Thumbnail, PictureError> {
         let (w, h) = self.settings.size_for(&event.camera);
         self.picture_sized(event, w, h).await
     }
@@ -64,25 +77,21 @@ impl Snapshotter {
         event: &Event,
         max_width: u32,
         max_height: u32,
-    ) -> Result<Thumbnail, String> {
+    ) -> Result<Thumbnail, PictureError> {
         let spec = ResizeSpec {
             max_width,
             max_height,
             ..self.settings.spec.clone()
         };
         let started = std::time::Instant::now();
-        let bytes = self
-            .fetcher
-            .fetch(&event.snapshot)
-            .await
-            .map_err(|e| e.to_string())?;
+        let bytes = self.fetcher.fetch(&event.snapshot).await?;
         crate::metrics::metrics().fetch_took(started.elapsed());
         let started = std::time::Instant::now();
         let picture = self
             .pool
             .thumbnail(bytes, spec, self.settings.limits.clone())
             .await
-            .map_err(|e| e.to_string());
+            .map_err(PictureError::from);
         crate::metrics::metrics().resize_took(started.elapsed());
         picture
     }
@@ -90,7 +99,11 @@ impl Snapshotter {
 
 impl Snapshotter {
     /// Re-encode an already prepared picture so the JPEG is at most `max_bytes`.
-    pub async fn shrink(&self, picture: &Thumbnail, max_bytes: usize) -> Result<Thumbnail, String> {
+    pub async fn shrink(
+        &self,
+        picture: &Thumbnail,
+        max_bytes: usize,
+    ) -> Result<Thumbnail, PictureError> {
         let spec = ResizeSpec {
             max_width: picture.width,
             max_height: picture.height,
@@ -104,13 +117,12 @@ impl Snapshotter {
                 spec,
                 self.settings.limits.clone(),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if shrunk.jpeg.len() > max_bytes {
-            return Err(format!(
-                "the picture cannot be made smaller than {} bytes (budget {max_bytes})",
-                shrunk.jpeg.len()
-            ));
+            return Err(PictureError::CannotShrink {
+                size: shrunk.jpeg.len(),
+                budget: max_bytes,
+            });
         }
         Ok(Thumbnail {
             source_width: picture.source_width,
