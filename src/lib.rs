@@ -12,19 +12,20 @@
 //! of every log line.
 
 pub mod addon;
-pub mod backoff;
+mod backoff;
 pub mod config;
 pub mod errors;
 pub mod event;
 pub mod mail;
-pub mod metrics;
+mod metrics;
 pub mod mqtt;
-pub mod ops;
-pub mod outbox;
+mod ops;
+mod outbox;
 pub mod pipeline;
 pub mod plan;
-pub mod policy;
-pub mod secret;
+mod policy;
+mod secret;
 pub mod snapshot;
 pub mod sources;
 pub mod tls;
+mod xml;

@@ -6,11 +6,11 @@
 //! fully validated [`Config`] or a [`ConfigError`] that names the key path and the fix.
 
 mod load;
-pub mod oauth;
-pub mod policy;
+mod oauth;
+mod policy;
 pub mod provenance;
 pub mod sources;
-pub mod types;
+mod types;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

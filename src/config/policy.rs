@@ -209,9 +209,6 @@ impl Default for ControlConfig {
     }
 }
 
-/// The policy keys that live at the top level of the configuration.
-pub type Schedules = BTreeMap<String, ScheduleConfig>;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,13 +8,13 @@
 //! outbox.
 
 pub mod classify;
-pub mod compose;
-pub mod digest;
+mod compose;
+mod digest;
 pub mod oauth;
-pub mod session;
-pub mod settings;
-pub mod stage;
-pub mod transport;
+mod session;
+mod settings;
+pub(crate) mod stage;
+pub(crate) mod transport;
 
 pub use classify::{Class, Failure};
 pub use compose::{Composer, Mail};

@@ -8,8 +8,8 @@
 //! connection.
 
 mod address;
-pub mod broker;
-pub mod connection;
+pub(crate) mod broker;
+pub(crate) mod connection;
 
 pub use address::BrokerAddress;
 pub use connection::{client_options, run, MqttLinks, MqttSettings};

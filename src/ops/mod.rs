@@ -1,4 +1,4 @@
 //! Operations: the health and metrics listener, and Home Assistant MQTT discovery.
 
-pub mod discovery;
-pub mod http;
+pub(crate) mod discovery;
+pub(crate) mod http;

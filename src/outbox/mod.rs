@@ -5,10 +5,10 @@
 //! from memory and starts while the spool directory is being synced. In preview mode (no
 //! `smtp` section) messages are written as `.eml` files instead ([`preview`]).
 
-pub mod delivery;
-pub mod preview;
-pub mod settings;
-pub mod spool;
+mod delivery;
+mod preview;
+mod settings;
+mod spool;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -97,15 +97,11 @@ impl SpoolOutbox {
     }
 
     /// The message as a [`Fresh`] entry, if the in-memory allowance has room for it.
-    fn fresh(&self, id: &str, meta: Meta, bytes: Vec<u8>) -> Option<Fresh> {
+    fn fresh(&self, meta: Meta, bytes: Vec<u8>) -> Option<Fresh> {
         let kb = u32::try_from(bytes.len().div_ceil(1024)).ok()?;
         let share = self.in_memory.clone().try_acquire_many_owned(kb).ok()?;
         Some(Fresh {
-            entry: Entry {
-                id: id.to_owned(),
-                meta,
-                bytes,
-            },
+            entry: Entry { meta, bytes },
             _share: share,
         })
     }
@@ -129,11 +125,6 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// The mailer the loop sends with.
-    pub fn mailer(&self) -> &Mailer {
-        &self.mailer
-    }
-
     /// Send until `shutdown` flips (see [`delivery::run`]).
     pub async fn run(self, stats: Arc<OutboxStats>, shutdown: watch::Receiver<bool>) {
         delivery::run(
@@ -243,7 +234,7 @@ impl Outbox {
                 // The file is complete and fsynced under its name: the first attempt can
                 // start now, while the directory is synced, and the send and the fsync take
                 // the time of the longer one instead of both.
-                let fresh = o.fresh(&id, meta, bytes);
+                let fresh = o.fresh(meta, bytes);
                 if o.notify.send(Queued { id, fresh }).await.is_err() {
                     error!("outbox: the delivery loop has stopped; the message stays in the spool for the next start");
                 }

@@ -49,7 +49,6 @@ pub struct Meta {
 /// One spooled message.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    pub id: String,
     pub meta: Meta,
     pub bytes: Vec<u8>,
 }
@@ -119,6 +118,7 @@ impl Spool {
         &self.dir
     }
 
+    #[cfg(test)]
     pub fn dead_dir(&self) -> &Path {
         &self.dead
     }
@@ -222,7 +222,6 @@ impl Spool {
                 reason: e.to_string(),
             })?;
         Ok(Entry {
-            id: id.to_owned(),
             meta,
             bytes: content[nl + 1..].to_vec(),
         })

@@ -11,16 +11,16 @@
 //! injected clock. The stage task ([`run`]) adds the I/O: one log line per decision, the
 //! digest timer, the retained state topics and the state file.
 
-pub mod bucket;
-pub mod budget;
-pub mod control;
-pub mod cooldown;
-pub mod dedup;
-pub mod digest;
-pub mod filter;
-pub mod rule;
-pub mod schedule;
-pub mod settings;
+mod bucket;
+mod budget;
+pub(crate) mod control;
+mod cooldown;
+mod dedup;
+mod digest;
+mod filter;
+mod rule;
+mod schedule;
+mod settings;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -61,6 +61,7 @@ impl Now {
     }
 
     /// This reading moved `d` forward on both clocks.
+    #[cfg(test)]
     pub fn after(self, d: Duration) -> Now {
         Now {
             mono: self.mono + d,
@@ -150,10 +151,6 @@ impl Policy {
             known,
             dirty: false,
         }
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.settings
     }
 
     pub fn decide(&mut self, ev: &Event, now: Now) -> Decision {

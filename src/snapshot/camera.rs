@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 
 use super::http::{parse_url, FetchError, Http};
 use crate::event::Credentials;
+use crate::xml::xml_text;
 
 /// GET `url`, answering a Digest or Basic challenge with `credentials`. `key` is the config
 /// key of the camera, for error messages.
@@ -143,24 +144,6 @@ pub fn check_picture(body: &[u8]) -> Result<(), String> {
         body.len(),
         head.trim()
     ))
-}
-
-/// The text of the first `<tag>…</tag>` (any namespace prefix) in a small XML document.
-pub fn xml_text(xml: &str, tag: &str) -> Option<String> {
-    let mut rest = xml;
-    while let Some(open) = rest.find('<') {
-        rest = &rest[open + 1..];
-        let end = rest.find('>')?;
-        let name = rest[..end].split_whitespace().next().unwrap_or("");
-        let local = name.rsplit(':').next().unwrap_or(name);
-        if local == tag && !rest[..end].ends_with('/') {
-            let body = &rest[end + 1..];
-            let close = body.find("</")?;
-            let value = body[..close].trim();
-            return (!value.is_empty()).then(|| value.chars().take(200).collect());
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -3,16 +3,16 @@
 //! A missing or broken picture never stops the mail: the [`Notification`] then carries the
 //! reason, and the mail says why there is no image.
 
-pub mod camera;
+mod camera;
 pub mod fetch;
-pub mod frigate_api;
+mod frigate_api;
 pub mod http;
 pub mod image;
 pub mod jpeg;
-pub mod pixels;
+mod pixels;
 pub mod pool;
 pub mod scratch;
-pub mod settings;
+mod settings;
 
 use std::sync::Arc;
 

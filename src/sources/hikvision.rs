@@ -19,7 +19,7 @@ use super::{unique_id, wildcards};
 use crate::config::sources::{HikvisionCamera, HikvisionSource};
 use crate::event::{Credentials, Event, SnapshotSource};
 use crate::mqtt::{Decoded, Decoder, Message};
-use crate::snapshot::camera::xml_text;
+use crate::xml::xml_text;
 
 /// An `active` repeat within this long of the previous one is the same event.
 const REPEAT_WINDOW: Duration = Duration::from_secs(5);

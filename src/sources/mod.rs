@@ -6,11 +6,11 @@
 //! [`generic`] (any topic). Decoders keep only the state their format needs (rising edges,
 //! reviews already reported); de-duplication across sources is the policy's job.
 
-pub mod frigate;
-pub mod frigate_reviews;
-pub mod frigate_snapshot;
-pub mod generic;
-pub mod hikvision;
+mod frigate;
+mod frigate_reviews;
+mod frigate_snapshot;
+mod generic;
+mod hikvision;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
