@@ -1,13 +1,11 @@
 //! Running as a Home Assistant add-on: options from `options.json`, the broker from a local
 //! server that answers like the Supervisor, and a real Mosquitto with those credentials.
 
-mod support;
-
 use std::time::Duration;
 
-use support::daemon::Daemon;
-use support::http::{self, Response};
-use support::mosquitto;
+use crate::support::daemon::Daemon;
+use crate::support::http::{self, Response};
+use crate::support::mosquitto;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -29,8 +27,8 @@ fn options(dir: &std::path::Path, extra_mqtt: &str) -> String {
 async fn run_addon(
     answer: Response,
     extra_mqtt: &str,
-) -> (Daemon, support::http::HttpServer, tempfile::TempDir) {
-    let supervisor = http::start(move |req: &support::http::Request| {
+) -> (Daemon, crate::support::http::HttpServer, tempfile::TempDir) {
+    let supervisor = http::start(move |req: &crate::support::http::Request| {
         if req.path_only() == "/services/mqtt" {
             answer.clone()
         } else {
@@ -51,7 +49,7 @@ async fn run_addon(
             ("SNAPMAIL__OUTBOX__DIR", outbox.as_str()),
             (
                 "SNAPMAIL__MQTT__LISTEN",
-                &format!("127.0.0.1:{}", support::free_port()),
+                &format!("127.0.0.1:{}", crate::support::free_port()),
             ),
         ],
     );

@@ -2,16 +2,14 @@
 //! SMTP server is down for a while, snapmail is SIGKILLed mid-storm, and the spool's disk
 //! fills up. Each time nothing accepted is lost and the daemon recovers by itself.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::daemon::Daemon;
-use support::rig::{self, spooled, T};
-use support::smtp::ReceivedMail;
-use support::wait::wait_until;
+use crate::support::daemon::Daemon;
+use crate::support::rig::{self, spooled, T};
+use crate::support::smtp::ReceivedMail;
+use crate::support::wait::wait_until;
 
 fn subjects(mails: &[ReceivedMail]) -> BTreeSet<String> {
     mails.iter().filter_map(|m| m.header("Subject")).collect()
@@ -147,7 +145,7 @@ async fn kill_9_mid_storm_then_restart_mails_everything_queued() {
                         &format!("1731254400.{i:06}-{cam}"),
                     )
                     .replace("\"driveway\"", &format!("{cam:?}"));
-                support::mosquitto::publish_to(port, "frigate/events", payload.as_bytes(), false)
+                crate::support::mosquitto::publish_to(port, "frigate/events", payload.as_bytes(), false)
                     .await;
             }
         })
@@ -235,7 +233,7 @@ async fn a_full_spool_disk_is_a_clear_error_and_recovers() {
             "simulated failure (no mount rights)"
         }
     );
-    let mut d = support::daemon::start_in(dir.path(), Some(&r.config()), &[]);
+    let mut d = crate::support::daemon::start_in(dir.path(), Some(&r.config()), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
 
     // Make writing to the spool fail: a full disk, or (without mount rights) a file where

@@ -5,15 +5,13 @@
 //! Ignored by `cargo test`: it needs podman and a built image. `docker/test-image.sh` builds
 //! the image and runs this file with `SNAPMAIL_IMAGE` set (see docs/docker.md).
 
-mod support;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::wait::wait_until;
-use support::{http, images, mosquitto, rig, smtp};
+use crate::support::wait::wait_until;
+use crate::support::{http, images, mosquitto, rig, smtp};
 
 const T: Duration = Duration::from_secs(90);
 const USER: &str = "10001:10001";
@@ -138,7 +136,7 @@ async fn the_image_mails_a_frigate_event_keeps_its_spool_and_reports_health() {
     ok(&["volume", "create", &volume]);
     let volume_dir = PathBuf::from(ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", &volume]));
     // Its own health port, so nothing else on the machine answers the health check.
-    let http_listen = format!("127.0.0.1:{}", support::free_port());
+    let http_listen = format!("127.0.0.1:{}", crate::support::free_port());
 
     // 1. The right app password: healthy, and a Frigate event becomes a mail.
     let good = run(

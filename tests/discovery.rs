@@ -1,16 +1,14 @@
 //! Home Assistant MQTT discovery end to end: the retained device message, the switch that
 //! disarms a camera, the test-email button, availability and the counters.
 
-mod support;
-
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use support::rig::{self, T};
+use crate::support::rig::{self, T};
 
 /// Read the retained message on `topic` (or the next one published there).
 async fn read_retained(port: u16, topic: &str, want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
     let mut opts = MqttOptions::new(
-        format!("reader-{}", support::free_port()),
+        format!("reader-{}", crate::support::free_port()),
         "127.0.0.1",
         port,
     );

@@ -2,15 +2,13 @@
 //! SMTP server in each failure mode, a real Mosquitto and a Frigate-like HTTP server: the
 //! output must name the fix, and the exit code must say whether everything needed works.
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::http::{self, Response};
-use support::rig::{self, Rig};
-use support::smtp::{self, Fault, SmtpServer};
-use support::{images, mosquitto};
+use crate::support::http::{self, Response};
+use crate::support::rig::{self, Rig};
+use crate::support::smtp::{self, Fault, SmtpServer};
+use crate::support::{images, mosquitto};
 
 const T: Duration = Duration::from_secs(90);
 

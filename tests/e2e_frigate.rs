@@ -1,16 +1,14 @@
 //! End to end with real parts: Mosquitto, the TLS SMTP test server answering like Gmail, a
 //! Frigate-like HTTP server with a real 4K JPEG, and the real `snapmail` binary.
 
-mod support;
-
 use std::time::Duration;
 
 use mail_parser::MimeHeaders;
-use support::daemon::Daemon;
-use support::images;
-use support::mosquitto;
-use support::rig::Rig;
-use support::smtp::{ReceivedMail, SmtpServer};
+use crate::support::daemon::Daemon;
+use crate::support::images;
+use crate::support::mosquitto;
+use crate::support::rig::Rig;
+use crate::support::smtp::{ReceivedMail, SmtpServer};
 
 const NEW: &str = include_str!("fixtures/frigate-events-new-0.14.json");
 const UPDATE: &str = include_str!("fixtures/frigate-events-update-0.14-subLabel-face.json");
@@ -19,7 +17,7 @@ const T: Duration = Duration::from_secs(30);
 
 /// Mosquitto, the SMTP server and a Frigate serving a 4K camera frame.
 async fn rig() -> Rig {
-    support::rig::start(3840, 2160).await
+    crate::support::rig::start(3840, 2160).await
 }
 
 /// Every key of the documented example, pointed at the test servers.
@@ -237,7 +235,7 @@ async fn wrong_app_password_gets_the_535_hint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_defaults_write_eml_previews() {
-    let port = support::free_port();
+    let port = crate::support::free_port();
     let listen = format!("127.0.0.1:{port}");
     let d = Daemon::start(None, &[("SNAPMAIL__MQTT__LISTEN", listen.as_str())]);
     d.wait_for_log("running the embedded MQTT broker", T).await;
@@ -245,7 +243,7 @@ async fn embedded_defaults_write_eml_previews() {
     d.wait_for_log("mqtt: subscribed", T).await;
     mosquitto::publish_to(port, "frigate/events", NEW.as_bytes(), false).await;
     let outbox = d.dir().join("outbox");
-    support::wait::wait_until("an .eml file in ./outbox", T, || {
+    crate::support::wait::wait_until("an .eml file in ./outbox", T, || {
         std::fs::read_dir(&outbox)
             .map(|rd| {
                 rd.flatten()

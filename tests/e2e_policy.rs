@@ -2,12 +2,10 @@
 //! Frigate-like HTTP server and the real binary. A motion storm becomes one mail plus one
 //! digest; arm/disarm over MQTT is published retained and survives a restart.
 
-mod support;
-
 use std::time::Duration;
 
-use support::rig::{self, T};
-use support::smtp::ReceivedMail;
+use crate::support::rig::{self, T};
+use crate::support::smtp::ReceivedMail;
 
 fn parsed(mail: &ReceivedMail) -> mail_parser::Message<'_> {
     mail_parser::MessageParser::default()
@@ -96,7 +94,7 @@ async fn disarm_over_mqtt_is_published_and_survives_a_restart() {
     d.wait_for_log("control: garage disarmed", T).await;
     let state = first_message(&r.broker.url(), "snapmail/garage/state").await;
     assert!(state.contains("\"state\":\"disarmed\""), "{state}");
-    support::wait::wait_until("the state file", T, || {
+    crate::support::wait::wait_until("the state file", T, || {
         std::fs::read_to_string(d.dir().join("state.json"))
             .is_ok_and(|s| s.contains("\"armed\": false"))
     })

@@ -2,18 +2,16 @@
 //! servers standing in for Frigate and cameras, and the real `snapmail` binary configured
 //! with a `sources:` list.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mail_parser::MimeHeaders;
 use std::sync::{Arc, Mutex};
 
-use support::http::{self, Request, Response};
-use support::images;
-use support::rig::{self, Rig, T};
-use support::smtp::ReceivedMail;
-use support::wait::wait_until;
+use crate::support::http::{self, Request, Response};
+use crate::support::images;
+use crate::support::rig::{self, Rig, T};
+use crate::support::smtp::ReceivedMail;
+use crate::support::wait::wait_until;
 
 const REVIEW_NEW: &str = include_str!("fixtures/frigate-reviews-new.json");
 const REVIEW_UPGRADE: &str =
@@ -42,7 +40,7 @@ fn with_sources(r: &Rig, sources: &str) -> String {
 async fn frigate_review_alert_mails_once_with_its_detection_snapshot() {
     let r = rig::start(1920, 1080).await;
     let d =
-        support::daemon::Daemon::start(Some(&with_sources(&r, "  - kind: frigate_reviews")), &[]);
+        crate::support::daemon::Daemon::start(Some(&with_sources(&r, "  - kind: frigate_reviews")), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
 
     // A detection first (not mailed by default), then the same review upgraded to an alert.
@@ -115,7 +113,7 @@ async fn snapshot_topic_mails_the_payload_and_ignores_the_retained_replay() {
         .publish("frigate/driveway/person/snapshot", &old, true)
         .await;
     let d =
-        support::daemon::Daemon::start(Some(&with_sources(&r, "  - kind: frigate_snapshot")), &[]);
+        crate::support::daemon::Daemon::start(Some(&with_sources(&r, "  - kind: frigate_snapshot")), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
     d.wait_for_log("retained snapshot of driveway/person", T)
         .await;
@@ -164,7 +162,7 @@ async fn hikvision_bridge_event_fetches_the_picture_with_digest_auth() {
         url = camera.url(),
         file = secret.path().display()
     );
-    let d = support::daemon::Daemon::start(Some(&with_sources(&r, &sources)), &[]);
+    let d = crate::support::daemon::Daemon::start(Some(&with_sources(&r, &sources)), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
 
     r.broker
@@ -255,7 +253,7 @@ async fn on_off_topic_mails_once_per_rising_edge() {
     );
     // A retained ON from before: a replay, not a new edge.
     r.broker.publish("cameras/porch/motion", b"ON", true).await;
-    let d = support::daemon::Daemon::start(
+    let d = crate::support::daemon::Daemon::start(
         Some(&with_sources(&r, &sources)),
         &[("SNAPMAIL__RATE_LIMIT__COOLDOWN", "0s")],
     );
@@ -311,7 +309,7 @@ async fn script_json_with_a_base64_picture() {
     let sources = r#"  - kind: mqtt
     topic: scripts/alert
     json: {camera: /camera, label: /label, score: /score, image_base64: /image}"#;
-    let d = support::daemon::Daemon::start(Some(&with_sources(&r, sources)), &[]);
+    let d = crate::support::daemon::Daemon::start(Some(&with_sources(&r, sources)), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
     let jpeg = images::camera_jpeg(640, 360, 80);
     let payload = serde_json::json!({
@@ -344,7 +342,7 @@ async fn payload_url_to_a_host_not_allowed_is_never_fetched() {
     let sources = r#"  - kind: mqtt
     topic: scripts/+/alert
     json: {image_url: /url}"#;
-    let d = support::daemon::Daemon::start(Some(&with_sources(&r, sources)), &[]);
+    let d = crate::support::daemon::Daemon::start(Some(&with_sources(&r, sources)), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
     // `localhost` is named nowhere in the configuration (only 127.0.0.1 is).
     let evil = format!(r#"{{"url": "http://localhost:{}/steal.jpg"}}"#, web.port);
@@ -433,7 +431,7 @@ async fn frigate_login_bearer_token_relogin_once_and_version_detection() {
             "frigate:\n",
             "snapshot:\n  bbox: true\n  timestamp: false\nfrigate:\n  username: mailer\n  password: s3cret\n",
         );
-    let d = support::daemon::Daemon::start(Some(&config), &[]);
+    let d = crate::support::daemon::Daemon::start(Some(&config), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
 
     r.broker
@@ -499,7 +497,7 @@ async fn frigate_wrong_password_names_the_keys() {
             "frigate:\n",
             "frigate:\n  version: \"0.14\"\n  username: mailer\n  password: not-it\n",
         );
-    let d = support::daemon::Daemon::start(Some(&config), &[]);
+    let d = crate::support::daemon::Daemon::start(Some(&config), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
     r.broker
         .publish("frigate/events", EVENT_NEW.as_bytes(), false)
@@ -578,7 +576,7 @@ async fn frigate_self_signed_certificate_needs_insecure_tls() {
     let config = r.config().replace(&r.frigate.url(), &url);
 
     // Verified by default: the mail says why there is no picture and names the key.
-    let d = support::daemon::Daemon::start(Some(&config), &[]);
+    let d = crate::support::daemon::Daemon::start(Some(&config), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
     r.broker
         .publish("frigate/events", EVENT_NEW.as_bytes(), false)
@@ -592,7 +590,7 @@ async fn frigate_self_signed_certificate_needs_insecure_tls() {
 
     // With insecure_tls the same server is used.
     let config = config.replace("frigate:\n", "frigate:\n  insecure_tls: true\n");
-    let d = support::daemon::Daemon::start(Some(&config), &[]);
+    let d = crate::support::daemon::Daemon::start(Some(&config), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
     let garden = EVENT_NEW
         .replace("1731254400.123456-k3v9qz", "1731254600.000000-tls001")

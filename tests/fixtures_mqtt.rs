@@ -8,16 +8,14 @@
 //! streams: `frigate-http-login-exchange.txt`, `hikvision-alertstream-wire.txt`,
 //! `dahua-eventmanager-wire.txt`, `hikvision-picture-error.xml`) are used by the HTTP tests.
 
-mod support;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
 use snapmail::event::{Event, SnapshotSource};
 use snapmail::mqtt::{self, BrokerAddress, MqttLinks, MqttSettings};
-use support::mosquitto::{self, Mosquitto};
-use support::wait::wait_until;
+use crate::support::mosquitto::{self, Mosquitto};
+use crate::support::wait::wait_until;
 use tokio::sync::{mpsc, watch};
 
 const T: Duration = Duration::from_secs(20);
@@ -216,7 +214,7 @@ async fn frigate_simple_topics_only_the_snapshot_topic_mails() {
         "  - kind: frigate_snapshot\n  - kind: mqtt\n    topic: frigate/+/motion\n    snapshot:\n      frigate_latest: true",
     )
     .await;
-    let jpeg = support::images::camera_jpeg(480, 270, 70);
+    let jpeg = crate::support::images::camera_jpeg(480, 270, 70);
     for (topic, payload) in lines("frigate-simple-topics.txt") {
         let bytes = if topic.ends_with("/snapshot") {
             jpeg.clone()

@@ -3,15 +3,13 @@
 //! instead of pictures, and a replay storm of retained messages. In every case the daemon
 //! stays up, says what happened in one log line, and still mails the next normal event.
 
-mod support;
-
 use std::time::Duration;
 
-use support::daemon::Daemon;
-use support::http::{self, Request, Response};
-use support::images;
-use support::rig::{self, Rig, NEW, T};
-use support::smtp::ReceivedMail;
+use crate::support::daemon::Daemon;
+use crate::support::http::{self, Request, Response};
+use crate::support::images;
+use crate::support::rig::{self, Rig, NEW, T};
+use crate::support::smtp::ReceivedMail;
 
 /// Fails the test if the daemon has exited.
 fn assert_running(d: &mut Daemon) {
@@ -107,7 +105,7 @@ async fn a_50_mb_payload_drops_the_connection_which_recovers() {
     );
     // With the default clean session, what is published before the new subscription is
     // not kept for snapmail: wait for the new subscription (frigate/events is the first).
-    support::wait::wait_until("connected and subscribed again", T, || {
+    crate::support::wait::wait_until("connected and subscribed again", T, || {
         let logs = d.logs();
         d.count_log("mqtt: connected") == 2
             && logs
@@ -262,8 +260,8 @@ where
     F: Fn(&Request) -> Response + Send + Sync + 'static,
 {
     let r = Rig {
-        broker: support::mosquitto::start(),
-        smtp: support::smtp::start().await,
+        broker: crate::support::mosquitto::start(),
+        smtp: crate::support::smtp::start().await,
         frigate: http::start(snapshot).await,
     };
     let mut envs = envs.to_vec();
@@ -417,13 +415,13 @@ async fn a_retained_replay_storm_on_reconnect_mails_nothing() {
     let mut d = Daemon::start(Some(&config), &[("SNAPMAIL__CONTROL__ENABLED", "false")]);
     d.wait_for_log("mqtt: subscribed", T).await;
     // The broker goes away and comes back: everything is replayed a second time.
-    support::wait::wait_until("the first replay", T, || {
+    crate::support::wait::wait_until("the first replay", T, || {
         d.count_log("retained message: a replay") >= 2 * CAMERAS
     })
     .await;
     r.broker.stop_graceful();
     r.broker.restart();
-    support::wait::wait_until("the second replay", T, || {
+    crate::support::wait::wait_until("the second replay", T, || {
         d.count_log("retained message: a replay") >= 4 * CAMERAS
     })
     .await;

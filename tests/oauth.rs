@@ -2,8 +2,6 @@
 //! refreshed once and reused, refreshed again when expired, refreshed once more when the
 //! server refuses one, and a revoked refresh token is reported with its fix.
 
-mod support;
-
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,8 +10,8 @@ use lettre::Message;
 use snapmail::config::Config;
 use snapmail::mail::classify::HINT_OAUTH_REFUSED;
 use snapmail::mail::{Class, Mailer};
-use support::http::{self, HttpServer, Response};
-use support::smtp::{self, SmtpServer};
+use crate::support::http::{self, HttpServer, Response};
+use crate::support::smtp::{self, SmtpServer};
 
 const VALID: &str = "ya29.valid-token";
 
@@ -247,7 +245,7 @@ async fn doctor(config: String) -> (i32, String) {
 #[tokio::test]
 async fn doctor_checks_the_xoauth2_path() {
     let smtp = smtp::start().await;
-    let broker = support::mosquitto::start();
+    let broker = crate::support::mosquitto::start();
     let good = token_endpoint(vec![], token(VALID, 3599)).await;
     let config = yaml(&smtp, &good, INLINE_SECRETS).replace("mqtt://127.0.0.1:1", &broker.url());
     let (code, out) = doctor(config).await;

@@ -1,13 +1,11 @@
 //! `/healthz`, `/metrics` and `snapmail healthcheck` during a real end-to-end run.
 
-mod support;
-
 use std::collections::HashMap;
 use std::process::Command;
 
-use support::daemon::Daemon;
-use support::rig::{self, T};
-use support::wait::wait_until;
+use crate::support::daemon::Daemon;
+use crate::support::rig::{self, T};
+use crate::support::wait::wait_until;
 
 /// The address the daemon logged for its HTTP listener.
 fn http_addr(d: &Daemon) -> String {
@@ -21,7 +19,7 @@ fn http_addr(d: &Daemon) -> String {
 }
 
 async fn get(addr: &str, path: &str) -> (u16, String) {
-    support::install_crypto();
+    crate::support::install_crypto();
     let resp = reqwest::get(format!("http://{addr}{path}"))
         .await
         .expect("GET");

@@ -2,19 +2,17 @@
 //! fault injection: nothing is lost, nothing is sent twice (beyond the one message that can
 //! be in flight at a crash), and bad logins do not hammer the server.
 
-mod support;
-
 use std::collections::HashSet;
 
 use mail_parser::MimeHeaders;
 use std::time::{Duration, Instant};
 
-use support::daemon::Daemon;
-use support::rig::{self, spooled, T};
-use support::smtp::Fault;
-use support::wait::wait_until;
+use crate::support::daemon::Daemon;
+use crate::support::rig::{self, spooled, T};
+use crate::support::smtp::Fault;
+use crate::support::wait::wait_until;
 
-fn unique_ids(mails: &[support::smtp::ReceivedMail]) -> HashSet<String> {
+fn unique_ids(mails: &[crate::support::smtp::ReceivedMail]) -> HashSet<String> {
     mails.iter().filter_map(|m| m.message_id()).collect()
 }
 
@@ -212,6 +210,6 @@ async fn an_oversized_message_is_reencoded_to_fit() {
         .expect("the picture is still there")
         .contents()
         .to_vec();
-    let (w, h) = support::images::decode_dims(&jpeg);
+    let (w, h) = crate::support::images::decode_dims(&jpeg);
     assert!(w > 0 && h > 0);
 }

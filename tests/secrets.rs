@@ -3,18 +3,16 @@
 //! session with failures (a refused login, a permanently rejected mail in `dead/`), and no
 //! byte of its output or of the files it wrote contains any of them, plain or encoded.
 
-mod support;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use support::daemon::{self, Daemon};
-use support::http::{self, Request, Response};
-use support::images;
-use support::mosquitto;
-use support::rig::{Rig, T};
-use support::smtp::{Fault, SmtpServer};
+use crate::support::daemon::{self, Daemon};
+use crate::support::http::{self, Request, Response};
+use crate::support::images;
+use crate::support::mosquitto;
+use crate::support::rig::{Rig, T};
+use crate::support::smtp::{Fault, SmtpServer};
 
 const SMTP_USER: &str = "cam@example.com";
 /// Google shows app passwords in four groups; snapmail strips the spaces.
@@ -232,7 +230,7 @@ async fn no_secret_reaches_the_log_or_the_spool_even_at_trace_level() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_self_signed_smtp_server_is_refused_without_ca_file() {
-    let r = support::rig::start(64, 64).await;
+    let r = crate::support::rig::start(64, 64).await;
     let config = r
         .config()
         .lines()

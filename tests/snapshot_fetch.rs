@@ -2,16 +2,14 @@
 //! for as long as its bytes live, error answers take none, and no connection is kept
 //! between pictures.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use snapmail::event::SnapshotSource;
 use snapmail::snapshot::fetch::Fetcher;
 use snapmail::snapshot::http::FetchError;
-use support::http::{self, Response};
-use support::images;
+use crate::support::http::{self, Response};
+use crate::support::images;
 use tokio::sync::Semaphore;
 
 fn fetcher(slots: &Arc<Semaphore>) -> Fetcher {

@@ -1,8 +1,6 @@
 //! Checks the test harness itself against real clients, so that a failing integration test
 //! points at snapmail and not at the harness.
 
-mod support;
-
 use std::io::Read as _;
 use std::net::TcpStream as StdTcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,9 +17,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use support::http::{self, Response};
-use support::smtp::{self, Fault, SmtpServer};
-use support::{images, mosquitto, wait};
+use crate::support::http::{self, Response};
+use crate::support::smtp::{self, Fault, SmtpServer};
+use crate::support::{images, mosquitto, wait};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -594,7 +592,7 @@ async fn tls_connect(
     server: &SmtpServer,
     tcp: TcpStream,
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
-    support::install_crypto();
+    crate::support::install_crypto();
     let mut roots = rustls::RootCertStore::empty();
     let pem = server.ca_pem.clone();
     let der = B64
@@ -887,7 +885,7 @@ async fn smtp_survives_broken_clients() {
 // HTTP
 
 fn client() -> reqwest::Client {
-    support::install_crypto();
+    crate::support::install_crypto();
     reqwest::Client::builder().timeout(T).build().unwrap()
 }
 
