@@ -13,7 +13,7 @@
 //!   exactly 50 mails, then one digest per camera covering every other event; the decision
 //!   backlog and memory are sampled while it runs.
 //!
-//! Prints one Markdown table; the README's "Performance" section reproduces it. The figures
+//! Prints one Markdown table; docs/performance.md reproduces it. The figures
 //! are wall-clock times on whatever else the machine is doing: run it on a quiet machine.
 
 #[path = "../tests/support/mod.rs"]

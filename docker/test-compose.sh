@@ -30,11 +30,11 @@ for img in docker.io/library/eclipse-mosquitto:2 ghcr.io/blakeblackshear/frigate
 done
 
 echo "== build the SMTP test server (tests/container_image.rs)"
-bin="$(nice -n 10 cargo test --test container_image --no-run --message-format=json 2>/dev/null \
+bin="$(nice -n 10 cargo test --test integration --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "container_image" and m.get("executable"):
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "integration" and m.get("executable"):
         print(m["executable"])')"
 echo "$bin"
 

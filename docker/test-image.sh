@@ -53,7 +53,7 @@ echo "== image size: $size bytes ($(( size / 1024 / 1024 )) MiB)"
 
 echo "== run tests/container_image.rs against $IMAGE"
 SNAPMAIL_IMAGE="$IMAGE" SNAPMAIL_PODMAN="$PODMAN" SNAPMAIL_PODMAN_RUN="$ULIMITS" \
-  nice -n 10 cargo test --test container_image -- --ignored --exact \
-  the_image_mails_a_frigate_event_keeps_its_spool_and_reports_health --nocapture 2>&1 \
+  nice -n 10 cargo test --test integration -- --ignored --exact \
+  container_image::the_image_mails_a_frigate_event_keeps_its_spool_and_reports_health --nocapture 2>&1 \
   | grep -vE '^\s+(Compiling|Checking|Downloaded|Downloading)'
 echo "== image size: $size bytes ($(( size / 1024 / 1024 )) MiB)"

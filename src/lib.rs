@@ -1,15 +1,17 @@
 //! snapmail: camera events from MQTT in, resized snapshots out by mail.
 //!
-//! The crate is a pipeline of stages, wired in [`pipeline`]:
+//! The crate is a pipeline of stages, started from one [`plan::Plan`] and wired in
+//! [`pipeline`]:
 //!
-//! - [`sources`] — MQTT topics → one normalized [`event::Event`]
-//! - [`policy`] — de-duplication and per-camera rate limits
+//! - [`mqtt`] — the broker connection and the decoder seam; [`sources`] — camera formats →
+//!   one normalized [`event::Event`]
+//! - `policy` — filters, schedules, dedup, per-camera rate limits, digests
 //! - [`snapshot`] — fetch, decode, resize the picture
 //! - [`mail`] — compose, send, classify SMTP errors
-//! - [`outbox`] — the durable queue between composing and sending
+//! - `outbox` — the durable queue between composing and sending
 //!
-//! [`ops`] serves `/healthz` and `/metrics`. [`config`] holds the user-facing configuration contract; [`secret`] keeps passwords out
-//! of every log line.
+//! [`config`] is the user-facing configuration contract. `ops` serves `/healthz`, `/metrics`
+//! and Home Assistant discovery. `ARCHITECTURE.md` maps the rest.
 
 pub mod addon;
 mod backoff;

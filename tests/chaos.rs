@@ -145,8 +145,13 @@ async fn kill_9_mid_storm_then_restart_mails_everything_queued() {
                         &format!("1731254400.{i:06}-{cam}"),
                     )
                     .replace("\"driveway\"", &format!("{cam:?}"));
-                crate::support::mosquitto::publish_to(port, "frigate/events", payload.as_bytes(), false)
-                    .await;
+                crate::support::mosquitto::publish_to(
+                    port,
+                    "frigate/events",
+                    payload.as_bytes(),
+                    false,
+                )
+                .await;
             }
         })
     };

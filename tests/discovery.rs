@@ -1,9 +1,9 @@
 //! Home Assistant MQTT discovery end to end: the retained device message, the switch that
 //! disarms a camera, the test-email button, availability and the counters.
 
+use crate::support::rig::{self, T};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use crate::support::rig::{self, T};
 
 /// Read the retained message on `topic` (or the next one published there).
 async fn read_retained(port: u16, topic: &str, want: impl Fn(&[u8]) -> bool) -> Vec<u8> {

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use mail_parser::MimeHeaders;
 use crate::support::daemon::Daemon;
 use crate::support::images;
 use crate::support::mosquitto;
 use crate::support::rig::Rig;
 use crate::support::smtp::{ReceivedMail, SmtpServer};
+use mail_parser::MimeHeaders;
 
 const NEW: &str = include_str!("fixtures/frigate-events-new-0.14.json");
 const UPDATE: &str = include_str!("fixtures/frigate-events-update-0.14-subLabel-face.json");

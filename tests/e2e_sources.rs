@@ -39,8 +39,10 @@ fn with_sources(r: &Rig, sources: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frigate_review_alert_mails_once_with_its_detection_snapshot() {
     let r = rig::start(1920, 1080).await;
-    let d =
-        crate::support::daemon::Daemon::start(Some(&with_sources(&r, "  - kind: frigate_reviews")), &[]);
+    let d = crate::support::daemon::Daemon::start(
+        Some(&with_sources(&r, "  - kind: frigate_reviews")),
+        &[],
+    );
     d.wait_for_log("mqtt: subscribed", T).await;
 
     // A detection first (not mailed by default), then the same review upgraded to an alert.
@@ -112,8 +114,10 @@ async fn snapshot_topic_mails_the_payload_and_ignores_the_retained_replay() {
     r.broker
         .publish("frigate/driveway/person/snapshot", &old, true)
         .await;
-    let d =
-        crate::support::daemon::Daemon::start(Some(&with_sources(&r, "  - kind: frigate_snapshot")), &[]);
+    let d = crate::support::daemon::Daemon::start(
+        Some(&with_sources(&r, "  - kind: frigate_snapshot")),
+        &[],
+    );
     d.wait_for_log("mqtt: subscribed", T).await;
     d.wait_for_log("retained snapshot of driveway/person", T)
         .await;

@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
-use snapmail::event::{Event, SnapshotSource};
-use snapmail::mqtt::{self, BrokerAddress, MqttLinks, MqttSettings};
 use crate::support::mosquitto::{self, Mosquitto};
 use crate::support::wait::wait_until;
+use snapmail::event::{Event, SnapshotSource};
+use snapmail::mqtt::{self, BrokerAddress, MqttLinks, MqttSettings};
 use tokio::sync::{mpsc, watch};
 
 const T: Duration = Duration::from_secs(20);

@@ -6,12 +6,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::http::{self, HttpServer, Response};
+use crate::support::smtp::{self, SmtpServer};
 use lettre::Message;
 use snapmail::config::Config;
 use snapmail::mail::classify::HINT_OAUTH_REFUSED;
 use snapmail::mail::{Class, Mailer};
-use crate::support::http::{self, HttpServer, Response};
-use crate::support::smtp::{self, SmtpServer};
 
 const VALID: &str = "ya29.valid-token";
 

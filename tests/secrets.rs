@@ -6,13 +6,13 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use base64::Engine as _;
 use crate::support::daemon::{self, Daemon};
 use crate::support::http::{self, Request, Response};
 use crate::support::images;
 use crate::support::mosquitto;
 use crate::support::rig::{Rig, T};
 use crate::support::smtp::{Fault, SmtpServer};
+use base64::Engine as _;
 
 const SMTP_USER: &str = "cam@example.com";
 /// Google shows app passwords in four groups; snapmail strips the spaces.

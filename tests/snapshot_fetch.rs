@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::support::http::{self, Response};
+use crate::support::images;
 use snapmail::event::SnapshotSource;
 use snapmail::snapshot::fetch::Fetcher;
 use snapmail::snapshot::http::FetchError;
-use crate::support::http::{self, Response};
-use crate::support::images;
 use tokio::sync::Semaphore;
 
 fn fetcher(slots: &Arc<Semaphore>) -> Fetcher {

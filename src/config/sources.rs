@@ -503,6 +503,20 @@ sources:
     }
 
     #[test]
+    fn the_documentation_lists_every_kind() {
+        let doc = include_str!("../../docs/sources.md");
+        for k in KINDS {
+            let row = format!("| `{}` | {} |", k.name, k.summary);
+            assert!(doc.contains(&row), "docs/sources.md lacks the row {row}");
+            assert!(
+                doc.contains(&format!("## `{}`", k.name)),
+                "docs/sources.md lacks a section for {}",
+                k.name
+            );
+        }
+    }
+
+    #[test]
     fn mistakes_name_the_key() {
         let e = load("sources:\n  - kind: frigate_reviewz\n")
             .unwrap_err()
