@@ -580,3 +580,56 @@ async fn mqtt_broker_not_listening_is_named() {
     // SMTP was still checked in full.
     out.line("✔", "smtp auth");
 }
+
+/// Frigate's authenticated port: `latest.jpg` only with the Bearer token `POST /api/login`
+/// hands out for mailer / s3cret.
+fn frigate_with_login(
+    jpeg: Vec<u8>,
+) -> impl Fn(&http::Request) -> Response + Send + Sync + 'static {
+    move |req: &http::Request| {
+        if req.method == "POST" && req.path == "/api/login" {
+            let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+            return if body["user"] == "mailer" && body["password"] == "s3cret" {
+                Response::json(200, "{}")
+                    .with_header("Set-Cookie", "frigate_token=tok1; Path=/; HttpOnly")
+            } else {
+                Response::json(401, r#"{"message": "Login failed"}"#)
+            };
+        }
+        if req.header("authorization") != Some("Bearer tok1") {
+            return Response::status(401, "Unauthorized");
+        }
+        match req.path_only() {
+            "/api/driveway/latest.jpg" => Response::jpeg(jpeg.clone()),
+            _ => Response::json(404, r#"{"success": false}"#),
+        }
+    }
+}
+
+#[tokio::test]
+async fn snapshot_step_logs_in_to_frigate_like_the_daemon() {
+    let rig = Rig {
+        broker: mosquitto::start(),
+        smtp: smtp::start().await,
+        frigate: http::start(frigate_with_login(images::camera_jpeg(1280, 720, 85))).await,
+    };
+    let login = "  username: mailer\n  password: s3cret\nrate_limit:\n";
+    let cfg = with(
+        &config(&rig),
+        "rate_limit:\n",
+        &format!("  version: \"0.15\"\n{login}"),
+    );
+    let out = doctor(&cfg, &[], &[]).await;
+    let snap = out.line("✔", "snapshot driveway");
+    assert!(snap.contains("200") && snap.contains("1280×720"), "{out}");
+
+    let cfg = with(&cfg, "password: s3cret", "password: wrong");
+    let out = doctor(&cfg, &[], &[]).await;
+    assert_ne!(out.code, 0, "{out}");
+    let snap = out.line("✘", "snapshot driveway");
+    assert!(
+        snap.contains("refused the login") && snap.contains("frigate.password"),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("wrong"), "{out}");
+}
