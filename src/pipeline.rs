@@ -83,6 +83,7 @@ pub async fn start(plan: Plan, shutdown: watch::Receiver<bool>) -> Result<Runnin
     }
     if let Some(listen) = mqtt_settings.embedded {
         broker::start(listen, mqtt_settings.config.max_packet_bytes)?;
+        broker::ready(listen).await?;
         info!("no mqtt.url configured: running the embedded MQTT broker on {listen} (publish there, or set mqtt.url to use your broker)");
     }
     let (outbox, delivery) = outbox::open(outbox, stats.clone())?;

@@ -23,4 +23,5 @@ mod properties;
 mod secrets;
 mod snapshot_fetch;
 mod snapshot_image;
+mod start_log;
 mod support_selftest;

@@ -69,3 +69,24 @@ pub fn start(listen: SocketAddr, max_payload: usize) -> Result<(), BrokerError> 
         .map_err(|e| BrokerError::Start(e.to_string()))?;
     Ok(())
 }
+
+/// Wait until the embedded broker accepts connections: it binds on its own thread, and a
+/// client connecting before that would only log a refused connection at start.
+pub async fn ready(listen: SocketAddr) -> Result<(), BrokerError> {
+    let mut probe = listen;
+    if probe.ip().is_unspecified() {
+        probe.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match tokio::net::TcpStream::connect(probe).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(BrokerError::Start(format!(
+                    "not accepting connections on {listen} 5 s after start ({e})"
+                )))
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+}

@@ -130,11 +130,13 @@ pub async fn run(
                 info!(session_present = ack.session_present, "mqtt: connected");
                 links.connections.send_modify(|n| *n += 1);
                 crate::metrics::metrics().set_mqtt_connected(true);
-                // rumqttc does not restore subscriptions after a reconnect: subscribe every time.
-                for topic in &all_topics {
-                    if let Err(e) = client.try_subscribe(topic.clone(), qos) {
-                        warn!("mqtt: could not queue SUBSCRIBE {topic}: {e}");
-                    }
+                // rumqttc does not restore subscriptions after a reconnect: subscribe every time,
+                // every topic in one SUBSCRIBE, so one SUBACK means all of them are live.
+                let filters = all_topics
+                    .iter()
+                    .map(|t| rumqttc::SubscribeFilter::new(t.clone(), qos));
+                if let Err(e) = client.try_subscribe_many(filters) {
+                    warn!("mqtt: could not queue SUBSCRIBE {all_topics:?}: {e}");
                 }
             }
             Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
