@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, Loaded};
 use crate::mqtt::MqttSettings;
 use crate::ops::discovery::Discovery;
 use crate::{mail, outbox, policy, snapshot};
@@ -30,12 +30,33 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan for a configuration, or every problem it has.
     pub fn from_config(config: Config) -> Result<Plan, ConfigError> {
+        Plan::from_loaded(Loaded {
+            config,
+            problems: Vec::new(),
+        })
+    }
+
+    /// The plan for a loaded configuration, or every problem it has: those found while
+    /// loading and those each stage finds, all at once.
+    pub fn from_loaded(loaded: Loaded) -> Result<Plan, ConfigError> {
+        let Loaded {
+            config,
+            mut problems,
+        } = loaded;
         let cameras = config.resolved_cameras();
-        let policy = policy::Settings::from_config(&config, &cameras)?;
-        let mut mqtt = MqttSettings::from_config(&config.mqtt)?;
-        let mail = mail::Settings::from_config(&config, &cameras)?;
-        let snapshot = snapshot::Settings::from_config(&config, &cameras)?;
+        let p = &mut problems;
+        let policy = keep(p, policy::Settings::from_config(&config, &cameras));
+        let mqtt = keep(p, MqttSettings::from_config(&config.mqtt));
+        let mail = keep(p, mail::Settings::from_config(&config, &cameras));
+        let snapshot = keep(p, snapshot::Settings::from_config(&config, &cameras));
+        ConfigError::from_problems(problems)?;
+        let (Some(policy), Some(mut mqtt), Some(mail), Some(snapshot)) =
+            (policy, mqtt, mail, snapshot)
+        else {
+            unreachable!("a stage without settings has reported its problem")
+        };
         let discovery = Discovery::from_config(&config);
         // Home Assistant shows the entities unavailable when the broker delivers this.
         mqtt.last_will = discovery.as_ref().map(Discovery::last_will);
@@ -52,7 +73,7 @@ impl Plan {
 
     /// Load the configuration from `path` and the process environment, and plan it.
     pub fn load(path: Option<&Path>) -> Result<Plan, ConfigError> {
-        Plan::from_config(config::load(path)?)
+        Plan::load_from(path, None)
     }
 
     /// Load from `path` and `env` (`None`: the process environment), and plan it.
@@ -60,8 +81,13 @@ impl Plan {
         path: Option<&Path>,
         env: Option<HashMap<String, String>>,
     ) -> Result<Plan, ConfigError> {
-        Plan::from_config(config::load_from(path, env)?)
+        Plan::from_loaded(config::load_all(path, env)?)
     }
+}
+
+/// The value, or nothing with its problem noted.
+fn keep<T>(problems: &mut Vec<ConfigError>, result: Result<T, ConfigError>) -> Option<T> {
+    result.map_err(|e| problems.push(e)).ok()
 }
 
 #[cfg(test)]

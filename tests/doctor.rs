@@ -633,3 +633,85 @@ async fn snapshot_step_logs_in_to_frigate_like_the_daemon() {
     );
     assert!(!out.stdout.contains("wrong"), "{out}");
 }
+
+#[tokio::test]
+async fn check_reports_every_problem_and_which_are_only_missing_secret_files() {
+    // The shipped example, as a user copies it before creating the secret files.
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hikvision.yaml"),
+    )
+    .unwrap();
+    let out = snapmail(&example, &["check"], &[]).await;
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stderr.contains("4 problems in the configuration"),
+        "{out}"
+    );
+    let missing = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("cannot read secret file") && l.ends_with("(missing secret file)"))
+        .count();
+    assert_eq!(missing, 4, "{out}");
+    assert!(out.stderr.contains("! only missing secret files"), "{out}");
+
+    // Real mistakes are listed beside the missing file, in one run.
+    let broken = format!("{example}snapshot:\n  jpeg_quality: 0\ndaily_limit: 0\n");
+    let out = snapmail(&broken, &["check"], &[]).await;
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stderr.contains("6 problems in the configuration"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("snapshot.jpeg_quality"), "{out}");
+    assert!(
+        out.stderr.contains("daily_limit: must be at least 1"),
+        "{out}"
+    );
+    assert!(
+        out.stderr
+            .contains("4 of these are missing secret files; the others need fixing too"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_mistyped_app_password_or_address_is_named_before_gmail_is_asked() {
+    let gmail = |password: &str, to: &str| {
+        format!(
+            "smtp:\n  host: smtp.gmail.com\n  username: cam@gmail.com\n  password: \"{password}\"\n  to: [{to}]\n"
+        )
+    };
+    // Fifteen letters: one was lost when copying.
+    let out = snapmail(
+        &gmail("abcd efgh ijkl mno", "me@gmail.com"),
+        &["check"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stderr.contains("smtp.password: 15 letters")
+            && out.stderr.contains("exactly 16")
+            && out.stderr.contains("lost"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("abcd"), "{out}");
+    // An account password.
+    let out = snapmail(&gmail("Tr0ub4dor&3", "me@gmail.com"), &["check"], &[]).await;
+    assert!(
+        out.stderr.contains("not a Gmail app password") && out.stderr.contains("534 5.7.9"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("Tr0ub4dor"), "{out}");
+    // An address without its top-level domain.
+    let out = snapmail(&gmail("abcd efgh ijkl mnop", "me@gmail"), &["check"], &[]).await;
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stderr.contains("smtp.to") && out.stderr.contains("did you mean me@gmail.com?"),
+        "{out}"
+    );
+    // Doctor says the same, as its config step.
+    let out = doctor(&gmail("abcd efgh ijkl mno", "me@gmail.com"), &[], &[]).await;
+    assert!(out.line("✘", "config").contains("15 letters"), "{out}");
+}

@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use snapmail::config::provenance;
+use snapmail::config::{provenance, ConfigError};
 
 pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     // The same plan `run` starts from: what passes here, starts there.
     let config = match snapmail::plan::Plan::load(config_path) {
         Ok(plan) => plan.config,
         Err(e) => {
-            eprintln!("✘ {e}");
+            report(&e);
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -47,4 +47,36 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every problem on its own line; missing secret files marked as such, since a configuration
+/// whose only problems they are is otherwise ready (the shipped examples are).
+fn report(e: &ConfigError) {
+    let problems = e.problems();
+    let missing = problems
+        .iter()
+        .filter(|p| p.is_missing_secret_file())
+        .count();
+    if problems.len() == 1 {
+        eprintln!("✘ {e}");
+    } else {
+        eprintln!("✘ {} problems in the configuration:", problems.len());
+        for p in &problems {
+            let tag = if p.is_missing_secret_file() {
+                " (missing secret file)"
+            } else {
+                ""
+            };
+            eprintln!("  ✘ {p}{tag}");
+        }
+    }
+    if missing == 1 && problems.len() == 1 {
+        eprintln!(
+            "! only a missing secret file: create it and the rest of the configuration is valid"
+        );
+    } else if missing > 0 && missing == problems.len() {
+        eprintln!("! only missing secret files: create them (each holds one secret) and the rest of the configuration is valid");
+    } else if missing > 0 {
+        eprintln!("! {missing} of these are missing secret files; the others need fixing too");
+    }
 }

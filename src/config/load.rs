@@ -22,12 +22,58 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// More than one problem: every one is listed, so one run of `check` shows them all.
+    #[error("{} problems in the configuration:{}", .0.len(), list(.0))]
+    Several(Vec<ConfigError>),
+}
+
+fn list(problems: &[ConfigError]) -> String {
+    problems.iter().map(|p| format!("\n  - {p}")).collect()
 }
 
 impl ConfigError {
     /// A value that cannot be used; `msg` starts with the key path and ends with the fix.
     pub fn invalid(msg: impl Into<String>) -> ConfigError {
         ConfigError::Invalid(msg.into())
+    }
+
+    /// `problems` as one error: itself when there is one, [`ConfigError::Several`] otherwise.
+    pub fn from_problems(mut problems: Vec<ConfigError>) -> Result<(), ConfigError> {
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            _ => Err(ConfigError::Several(problems)),
+        }
+    }
+
+    /// The single problems this error stands for.
+    pub fn problems(&self) -> Vec<&ConfigError> {
+        match self {
+            ConfigError::Several(list) => list.iter().flat_map(ConfigError::problems).collect(),
+            one => vec![one],
+        }
+    }
+
+    /// A secret file that does not exist (yet): the configuration around it may be fine.
+    pub fn is_missing_secret_file(&self) -> bool {
+        matches!(self, ConfigError::SecretFile { source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// A configuration that could be read, and what is wrong with it (nothing, when `problems`
+/// is empty). Problems do not stop loading, so that every one of them can be shown at once.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub problems: Vec<ConfigError>,
+}
+
+impl Loaded {
+    /// The configuration, or every problem it has.
+    pub fn into_result(self) -> Result<Config, ConfigError> {
+        ConfigError::from_problems(self.problems)?;
+        Ok(self.config)
     }
 }
 
@@ -45,6 +91,16 @@ pub fn load_from(
     path: Option<&Path>,
     env: Option<HashMap<String, String>>,
 ) -> Result<Config, ConfigError> {
+    load_all(path, env)?.into_result()
+}
+
+/// Like [`load_from`], but a configuration with problems is returned with its problems. An
+/// error here means nothing usable could be read (no file, not YAML, a value of the wrong
+/// type).
+pub fn load_all(
+    path: Option<&Path>,
+    env: Option<HashMap<String, String>>,
+) -> Result<Loaded, ConfigError> {
     build(path, None, env)
 }
 
@@ -56,6 +112,15 @@ pub fn load_addon(
     options: &Path,
     env: Option<HashMap<String, String>>,
 ) -> Result<Config, ConfigError> {
+    load_addon_all(path, options, env)?.into_result()
+}
+
+/// [`load_addon`] with the problems beside the configuration, like [`load_all`].
+pub fn load_addon_all(
+    path: Option<&Path>,
+    options: &Path,
+    env: Option<HashMap<String, String>>,
+) -> Result<Loaded, ConfigError> {
     let text = std::fs::read_to_string(options).map_err(|e| {
         invalid(format!(
             "add-on options {}: {e}; restart the add-on after saving its options",
@@ -82,7 +147,7 @@ fn build(
     path: Option<&Path>,
     addon_options: Option<serde_json::Value>,
     env: Option<HashMap<String, String>>,
-) -> Result<Config, ConfigError> {
+) -> Result<Loaded, ConfigError> {
     let mut builder = config::Config::builder();
     if addon_options.is_some() {
         // Under Home Assistant only /data survives restarts and updates.
@@ -118,9 +183,13 @@ fn build(
     let mut cfg: Config = raw
         .try_deserialize()
         .map_err(|e| invalid(tidy(e.to_string())))?;
-    resolve_secrets(&mut cfg)?;
-    validate(&cfg)?;
-    Ok(cfg)
+    let mut problems = Vec::new();
+    resolve_secrets(&mut cfg, &mut problems);
+    validate(&cfg, &mut problems);
+    Ok(Loaded {
+        config: cfg,
+        problems,
+    })
 }
 
 /// Rewrite the `config` crate's "... for key `smtp.port` in ..." into "smtp.port: ...".
@@ -168,22 +237,41 @@ fn secret_from_file(
     Ok(())
 }
 
-/// Fill `password` from `password_file`, and turn empty strings into "unset".
-fn resolve_secrets(cfg: &mut Config) -> Result<(), ConfigError> {
-    secret_from_file(
+/// Whether `file` names a secret file (which then stands for the secret, readable or not).
+fn names_file(file: &Option<PathBuf>) -> bool {
+    file.as_ref().is_some_and(|p| !p.as_os_str().is_empty())
+}
+
+/// Fill every `password` from its `password_file`, and turn empty strings into "unset". A
+/// file that cannot be read is a problem, not the end: the rest is still checked.
+fn resolve_secrets(cfg: &mut Config, problems: &mut Vec<ConfigError>) {
+    let mut keep = |r: Result<(), ConfigError>| {
+        if let Err(e) = r {
+            problems.push(e);
+        }
+    };
+    keep(secret_from_file(
         "mqtt.password",
         &mut cfg.mqtt.password,
         &cfg.mqtt.password_file,
-    )?;
-    secret_from_file(
+    ));
+    keep(secret_from_file(
         "frigate.password",
         &mut cfg.frigate.password,
         &cfg.frigate.password_file,
-    )?;
+    ));
     if cfg.frigate.username.as_deref() == Some("") {
         cfg.frigate.username = None;
     }
-    super::sources::resolve_secrets(&mut cfg.sources, secret_from_file)?;
+    let found = std::cell::RefCell::new(Vec::new());
+    let sources = super::sources::resolve_secrets(&mut cfg.sources, |key, value, file| {
+        if let Err(e) = secret_from_file(key, value, file) {
+            found.borrow_mut().push(e);
+        }
+        Ok(())
+    });
+    keep(sources);
+    found.into_inner().into_iter().for_each(|e| keep(Err(e)));
     if cfg.mqtt.username.as_deref() == Some("") {
         cfg.mqtt.username = None;
     }
@@ -191,18 +279,22 @@ fn resolve_secrets(cfg: &mut Config) -> Result<(), ConfigError> {
         cfg.mqtt.url = None;
     }
     if let Some(smtp) = cfg.smtp.as_mut() {
-        secret_from_file("smtp.password", &mut smtp.password, &smtp.password_file)?;
+        keep(secret_from_file(
+            "smtp.password",
+            &mut smtp.password,
+            &smtp.password_file,
+        ));
         let oauth = &mut smtp.oauth2;
-        secret_from_file(
+        keep(secret_from_file(
             "smtp.oauth2.client_secret",
             &mut oauth.client_secret,
             &oauth.client_secret_file,
-        )?;
-        secret_from_file(
+        ));
+        keep(secret_from_file(
             "smtp.oauth2.refresh_token",
             &mut oauth.refresh_token,
             &oauth.refresh_token_file,
-        )?;
+        ));
         if smtp.from.as_deref() == Some("") {
             smtp.from = None;
         }
@@ -214,51 +306,55 @@ fn resolve_secrets(cfg: &mut Config) -> Result<(), ConfigError> {
             smtp.ca_file = None;
         }
     }
-    Ok(())
 }
 
-/// The checks that need nothing but the configuration itself. What only a stage can judge (a
-/// broker URL, a mailbox, a window a camera names) is checked when the [`crate::plan::Plan`]
-/// resolves each stage's settings.
-fn validate(cfg: &Config) -> Result<(), ConfigError> {
+/// The checks that need nothing but the configuration itself, every one of them: what only
+/// a stage can judge (a broker URL, a mailbox, a window a camera names) is checked when the
+/// [`crate::plan::Plan`] resolves each stage's settings. A secret whose file could not be
+/// read is not reported again as unset.
+fn validate(cfg: &Config, problems: &mut Vec<ConfigError>) {
+    let mut fail = |msg: String| problems.push(invalid(msg));
     if cfg.mqtt.qos > 1 {
-        return Err(invalid(format!(
+        fail(format!(
             "mqtt.qos: {} is not allowed; use 0 or 1",
             cfg.mqtt.qos
-        )));
+        ));
     }
     if cfg.mqtt.client_id.trim().is_empty() {
-        return Err(invalid("mqtt.client_id: must not be empty"));
+        fail("mqtt.client_id: must not be empty".into());
     }
     if let Some(smtp) = &cfg.smtp {
         if smtp.host.trim().is_empty() {
-            return Err(invalid(
-                "smtp.host: must not be empty; Gmail is smtp.gmail.com",
-            ));
+            fail("smtp.host: must not be empty; Gmail is smtp.gmail.com".into());
         }
         if smtp.username.trim().is_empty() {
-            return Err(invalid(
-                "smtp.username: not set; use your full Gmail address, e.g. you@gmail.com",
-            ));
+            fail("smtp.username: not set; use your full Gmail address, e.g. you@gmail.com".into());
         }
         if smtp.auth == AuthMethod::Oauth2 {
-            smtp.oauth2.validate().map_err(invalid)?;
-        } else if smtp.password.is_none() {
-            return Err(invalid(
+            if let Err(e) = smtp.oauth2.validate() {
+                fail(e);
+            }
+        } else if smtp.password.is_none() && !names_file(&smtp.password_file) {
+            fail(
                 "smtp.password: not set; put your Gmail app password in smtp.password, \
-                 smtp.password_file or SNAPMAIL__SMTP__PASSWORD",
-            ));
+                 smtp.password_file or SNAPMAIL__SMTP__PASSWORD"
+                    .into(),
+            );
+        } else if smtp.password.is_some() && super::is_gmail(&smtp.host) {
+            if let Some(wrong) = smtp.app_password_shape().problem() {
+                fail(format!("smtp.password: {wrong}"));
+            }
         }
         if let Some(ca) = &smtp.ca_file {
             if !ca.exists() {
-                return Err(invalid(format!(
+                fail(format!(
                     "smtp.ca_file: {} does not exist; give the path of a PEM certificate or remove the key",
                     ca.display()
-                )));
+                ));
             }
         }
         if smtp.max_connections == 0 {
-            return Err(invalid("smtp.max_connections: must be at least 1"));
+            fail("smtp.max_connections: must be at least 1".into());
         }
         if smtp.security() == Security::Starttls && smtp.port.0 == 465 {
             tracing::warn!(
@@ -273,29 +369,30 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
         }
     }
     if !(1..=100).contains(&cfg.snapshot.jpeg_quality) {
-        return Err(invalid(format!(
+        fail(format!(
             "snapshot.jpeg_quality: {} is out of range; use 1 to 100 (80 is a good default)",
             cfg.snapshot.jpeg_quality
-        )));
+        ));
     }
     if cfg.snapshot.max_width == 0 || cfg.snapshot.max_height == 0 {
-        return Err(invalid(
-            "snapshot.max_width / snapshot.max_height: must be at least 1",
-        ));
+        fail("snapshot.max_width / snapshot.max_height: must be at least 1".into());
     }
-    if cfg.frigate.username.is_some() && cfg.frigate.password.is_none() {
-        return Err(invalid(
+    if cfg.frigate.username.is_some()
+        && cfg.frigate.password.is_none()
+        && !names_file(&cfg.frigate.password_file)
+    {
+        fail(
             "frigate.password: not set while frigate.username is; set frigate.password or \
-             frigate.password_file (or remove frigate.username for port 5000)",
-        ));
+             frigate.password_file (or remove frigate.username for port 5000)"
+                .into(),
+        );
     }
-    super::sources::validate(&cfg.sources)?;
     if cfg.frigate.topic_prefix.trim().is_empty() {
-        return Err(invalid(
-            "frigate.topic_prefix: must not be empty (Frigate's default is frigate)",
-        ));
+        fail("frigate.topic_prefix: must not be empty (Frigate's default is frigate)".into());
     }
-    Ok(())
+    if let Err(e) = super::sources::validate(&cfg.sources) {
+        problems.push(e);
+    }
 }
 
 #[cfg(test)]
@@ -368,7 +465,7 @@ cameras:
         let cfg = load_from(
             Some(f.path()),
             env(&[
-                ("SNAPMAIL__SMTP__PASSWORD", "0123 4567 8901 2345"),
+                ("SNAPMAIL__SMTP__PASSWORD", "qrst uvwx yzab cdef"),
                 ("SNAPMAIL__SMTP__PORT", "465"),
                 ("SNAPMAIL__SMTP__SECURITY", "tls"),
                 ("SNAPMAIL__SMTP__TO", "a@example.com, b@example.com"),
@@ -376,14 +473,14 @@ cameras:
         )
         .unwrap();
         let smtp = cfg.smtp.unwrap();
-        assert_eq!(smtp.app_password().expose(), "0123456789012345");
+        assert_eq!(smtp.app_password().expose(), "qrstuvwxyzabcdef");
         assert_eq!(smtp.port, crate::config::Port(465));
         assert_eq!(smtp.recipients(), vec!["a@example.com", "b@example.com"]);
     }
 
     #[test]
     fn port_465_defaults_to_implicit_tls() {
-        let f = yaml("smtp:\n  port: 465\n  username: a@b.c\n  password: x\n");
+        let f = yaml("smtp:\n  port: 465\n  username: a@b.c\n  password: abcdefghijklmnop\n");
         let cfg = load_from(Some(f.path()), env(&[])).unwrap();
         assert_eq!(cfg.smtp.unwrap().security(), Security::Tls);
     }
@@ -413,12 +510,12 @@ cameras:
     #[test]
     fn errors_name_the_key_and_the_fix() {
         let e = error_of(
-            "smtp:\n  port: abc\n  username: a@b.c\n  password: x\n",
+            "smtp:\n  port: abc\n  username: a@b.c\n  password: abcdefghijklmnop\n",
             &[],
         );
         assert!(e.contains("smtp.port: \"abc\" is not a port number"), "{e}");
         let e = error_of(
-            "smtp:\n  username: a@b.c\n  password: x\n",
+            "smtp:\n  username: a@b.c\n  password: abcdefghijklmnop\n",
             &[("SNAPMAIL__SMTP__PORT", "abc")],
         );
         assert!(e.contains("smtp.port: \"abc\" is not a port number"), "{e}");
@@ -435,7 +532,7 @@ cameras:
         let e = error_of("smtp:\n  username: a@b.c\n", &[]);
         assert!(e.contains("smtp.password: not set"), "{e}");
         let e = error_of(
-            "smtp:\n  username: a@b.c\n  password: x\n  security: ssl\n",
+            "smtp:\n  username: a@b.c\n  password: abcdefghijklmnop\n  security: ssl\n",
             &[],
         );
         assert!(e.contains("smtp.security") && e.contains("starttls"), "{e}");

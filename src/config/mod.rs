@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{load, load_addon, load_from, ConfigError};
+pub use load::{load, load_addon, load_addon_all, load_all, load_from, ConfigError, Loaded};
 pub use oauth::{AuthMethod, OAuth2Config};
 pub use policy::{
     CameraConfig, Cameras, ControlConfig, DigestConfig, PriorityRule, ScheduleConfig, ZonesMatch,
@@ -256,6 +256,68 @@ impl SmtpConfig {
                 .collect::<String>(),
         )
     }
+
+    /// What `smtp.password` looks like, against a Gmail app password's 16 letters.
+    pub fn app_password_shape(&self) -> PasswordShape {
+        let p = self.app_password();
+        let p = p.expose();
+        let letters = p.chars().filter(char::is_ascii_alphabetic).count();
+        let total = p.chars().count();
+        if letters == total {
+            if total == 16 {
+                PasswordShape::AppPassword
+            } else {
+                PasswordShape::Letters(total)
+            }
+        } else {
+            PasswordShape::Other {
+                chars: total,
+                digits: p.chars().any(|c| c.is_ascii_digit()),
+                symbols: p.chars().any(|c| !c.is_alphanumeric()),
+            }
+        }
+    }
+}
+
+/// The shape of `smtp.password`, never its characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordShape {
+    /// 16 letters: what Google's app passwords are.
+    AppPassword,
+    /// Only letters, but not 16 of them: an app password that lost or gained a letter.
+    Letters(usize),
+    /// Digits, symbols or other characters: not an app password (an account password?).
+    Other {
+        chars: usize,
+        digits: bool,
+        symbols: bool,
+    },
+}
+
+impl PasswordShape {
+    /// What is wrong with it as a Gmail app password, and the fix; `None` when nothing is.
+    pub fn problem(self) -> Option<String> {
+        const CREATE: &str = "create an app password at https://myaccount.google.com/apppasswords (needs 2-Step Verification)";
+        match self {
+            PasswordShape::AppPassword => None,
+            PasswordShape::Letters(0) => Some(format!("empty; {CREATE}")),
+            PasswordShape::Letters(n) => Some(format!(
+                "{n} letters, but a Gmail app password has exactly 16 (Google shows them as 4 groups of 4): \
+                 a letter was {} when copying — copy it again, or {CREATE}",
+                if n < 16 { "lost" } else { "added" }
+            )),
+            PasswordShape::Other { .. } => Some(format!(
+                "not a Gmail app password (those are 16 letters, shown as 4 groups of 4); your \
+                 Google account password does not work for SMTP (Gmail answers 534 5.7.9): {CREATE}"
+            )),
+        }
+    }
+}
+
+/// Whether `host` is Google's mail server (Gmail or Workspace).
+pub fn is_gmail(host: &str) -> bool {
+    let h = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    h.ends_with("gmail.com") || h.ends_with("googlemail.com") || h.ends_with("google.com")
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -28,11 +28,9 @@ impl Settings {
     pub fn from_config(config: &Config, cameras: &Cameras) -> Result<Settings, ConfigError> {
         let (from, base) = match &config.smtp {
             Some(smtp) => {
-                parse_mailbox(smtp.from_address())
-                    .map_err(|e| ConfigError::invalid(format!("smtp.from: {e}")))?;
+                internet_mailbox("smtp.from", smtp.from_address())?;
                 for to in smtp.recipients() {
-                    parse_mailbox(&to)
-                        .map_err(|e| ConfigError::invalid(format!("smtp.to: {e}")))?;
+                    internet_mailbox("smtp.to", &to)?;
                 }
                 (smtp.from_address().to_owned(), smtp.recipients())
             }
@@ -43,6 +41,9 @@ impl Settings {
                 c.to.as_ref()
                     .filter(|l| !l.0.is_empty())
                     .map_or(base.clone(), |l| l.0.clone());
+            for t in &to {
+                internet_mailbox(&format!("{key}.to"), t)?;
+            }
             Composer::new(&from, &to).map_err(|e| ConfigError::invalid(format!("{key}.to: {e}")))
         };
         let default = composer(&cameras.defaults, "defaults")?;
@@ -65,6 +66,26 @@ impl Settings {
     pub fn composer(&self, camera: &str) -> &Composer {
         self.by_camera.get(camera).unwrap_or(&self.default)
     }
+}
+
+/// `text` as a mailbox Gmail can deliver to: it parses, and its domain has a top-level
+/// domain (`you@gmail` is a typo that Gmail would refuse at RCPT, one mail at a time).
+/// `localhost` is allowed for local relays.
+fn internet_mailbox(key: &str, text: &str) -> Result<(), ConfigError> {
+    let mailbox = parse_mailbox(text).map_err(|e| ConfigError::invalid(format!("{key}: {e}")))?;
+    let domain = mailbox.email.domain();
+    let literal = domain.starts_with('[');
+    if !domain.contains('.') && !literal && !domain.eq_ignore_ascii_case("localhost") {
+        let hint = match domain.to_ascii_lowercase().as_str() {
+            "gmail" | "googlemail" => format!(" (did you mean {}.com?)", mailbox.email),
+            _ => String::new(),
+        };
+        return Err(ConfigError::invalid(format!(
+            "{key}: {:?} has no top-level domain after the @{hint}; write the whole address, e.g. you@gmail.com",
+            mailbox.email.to_string()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -91,7 +112,7 @@ mod tests {
     #[test]
     fn camera_recipients_inherit_from_defaults_and_smtp() {
         let s = settings(
-            "smtp:\n  username: me@example.com\n  password: x\ndefaults:\n  min_score: 0.6\ncameras:\n  door:\n    to: [a@example.com]\n  yard: {}\n",
+            "smtp:\n  username: me@example.com\n  password: abcdefghijklmnop\ndefaults:\n  min_score: 0.6\ncameras:\n  door:\n    to: [a@example.com]\n  yard: {}\n",
             Env::new(),
         )
         .unwrap();
@@ -119,7 +140,7 @@ mod tests {
     #[test]
     fn bad_mailboxes_name_their_key() {
         let e = settings(
-            "smtp:\n  username: a@b.c\n  password: hunter2secret\n  from: not an address\n",
+            "smtp:\n  host: localhost\n  username: a@b.c\n  password: hunter2secret\n  from: not an address\n",
             Env::new(),
         )
         .unwrap_err()
@@ -130,5 +151,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cameras.door.to"), "{e}");
+        let e = settings(
+            "smtp:\n  username: a@b.c\n  password: abcdefghijklmnop\n  to: [you@gmail]\n",
+            Env::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("smtp.to") && e.contains("did you mean you@gmail.com?"),
+            "{e}"
+        );
+        // A local relay's mailbox is fine.
+        settings(
+            "smtp:\n  host: localhost\n  username: root@localhost\n  password: x\n",
+            Env::new(),
+        )
+        .unwrap();
     }
 }

@@ -213,7 +213,7 @@ mod example_tests {
                 .unwrap()
                 .lines()
                 .map(|l| match l.split_once("password_file:") {
-                    Some((indent, _)) => format!("{indent}password: example\n"),
+                    Some((indent, _)) => format!("{indent}password: \"abcd efgh ijkl mnop\"\n"),
                     None => format!("{l}\n"),
                 })
                 .collect();

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use snapmail::config::{AuthMethod, SmtpConfig};
+use snapmail::config::{AuthMethod, PasswordShape, SmtpConfig};
 use snapmail::mail::classify::{self, Failure};
 use snapmail::mail::Mailer;
 use snapmail::plan::Plan;
@@ -235,42 +235,49 @@ pub(super) async fn credential_step(
     match smtp.auth {
         AuthMethod::Password => {
             let raw = smtp.password.as_ref().map(|p| p.expose()).unwrap_or("");
-            let password = smtp.app_password();
-            let p = password.expose();
             let spaces = raw.chars().filter(|c| c.is_whitespace()).count();
             let spaced = if spaces > 0 {
                 format!(" (the {spaces} spaces are removed)")
             } else {
                 String::new()
             };
-            if p.len() == 16 && p.chars().all(|c| c.is_ascii_alphabetic()) {
-                report.ok(
+            match smtp.app_password_shape() {
+                PasswordShape::AppPassword => report.ok(
                     "app password",
                     format!(
                         "smtp.password is 16 letters{spaced}: the shape of a Gmail app password"
                     ),
-                );
-            } else {
-                let mut kinds = Vec::new();
-                if p.chars().any(|c| c.is_ascii_digit()) {
-                    kinds.push("digits");
-                }
-                if p.chars().any(|c| !c.is_alphanumeric()) {
-                    kinds.push("symbols");
-                }
-                let with = if kinds.is_empty() {
-                    String::new()
-                } else {
-                    format!(" with {}", kinds.join(" and "))
-                };
-                report.warn(
+                ),
+                PasswordShape::Letters(n) => report.warn(
                     "app password",
                     format!(
-                        "smtp.password is {} characters{with}{spaced}, but a Gmail app password is 16 letters; this looks like an account password, which Gmail refuses with 534 5.7.9",
-                        p.chars().count()
+                        "smtp.password is {n} letters{spaced}, but a Gmail app password has exactly 16: a letter was {} when copying",
+                        if n < 16 { "lost" } else { "added" }
                     ),
-                    "for Gmail, create an app password at https://myaccount.google.com/apppasswords (needs 2-Step Verification) and put it in smtp.password",
-                );
+                    "copy the app password again, or create a new one at https://myaccount.google.com/apppasswords",
+                ),
+                PasswordShape::Other {
+                    chars,
+                    digits,
+                    symbols,
+                } => {
+                    let kinds: Vec<&str> = [(digits, "digits"), (symbols, "symbols")]
+                        .into_iter()
+                        .filter_map(|(has, kind)| has.then_some(kind))
+                        .collect();
+                    let with = if kinds.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" with {}", kinds.join(" and "))
+                    };
+                    report.warn(
+                        "app password",
+                        format!(
+                            "smtp.password is {chars} characters{with}{spaced}, but a Gmail app password is 16 letters; this looks like an account password, which Gmail refuses with 534 5.7.9"
+                        ),
+                        "for Gmail, create an app password at https://myaccount.google.com/apppasswords (needs 2-Step Verification) and put it in smtp.password",
+                    )
+                }
             }
             true
         }

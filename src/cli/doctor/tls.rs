@@ -447,7 +447,7 @@ pub(super) fn tls_version(s: &tokio_rustls::client::TlsStream<TcpStream>) -> Str
 
 pub(super) fn explain_tls(smtp: &SmtpConfig, e: &HandshakeFailure) -> (String, String) {
     use rustls::CertificateError as C;
-    let gmail = is_gmail(&smtp.host);
+    let gmail = snapmail::config::is_gmail(&smtp.host);
     let intercept = "smtp.gmail.com's certificate is always trusted, so something between you and Google intercepts TLS (an antivirus \"mail shield\" or a proxy): turn it off for snapmail";
     match e {
         HandshakeFailure::Certificate(C::UnknownIssuer) => (
@@ -485,9 +485,4 @@ pub(super) fn explain_tls(smtp: &SmtpConfig, e: &HandshakeFailure) -> (String, S
             "465 needs smtp.security: tls, 587 needs smtp.security: starttls".into(),
         ),
     }
-}
-
-pub(super) fn is_gmail(host: &str) -> bool {
-    let h = host.trim_end_matches('.').to_ascii_lowercase();
-    h.ends_with("gmail.com") || h.ends_with("googlemail.com") || h.ends_with("google.com")
 }
