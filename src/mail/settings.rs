@@ -1,7 +1,9 @@
 //! The mail stage's settings, resolved once: the sender and each camera's recipients
 //! (`cameras.<name>.to`, else `defaults.to`, else `smtp.to`, else the login itself) as ready
-//! [`Composer`]s, and the size limits of what is sent. Every mailbox is checked here, at
-//! start, with the key it came from.
+//! [`Composer`]s, the time zone mails show times in (`timezone`, the same zone schedules
+//! are read in), and the size limits of what is sent. Every mailbox is checked here, at
+//! start, with the key it came from, and `frigate.public_url`, the base of the links mails
+//! carry.
 
 use std::collections::HashMap;
 
@@ -26,6 +28,8 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_config(config: &Config, cameras: &Cameras) -> Result<Settings, ConfigError> {
+        let tz = config.time_zone()?;
+        config.frigate.check_public_url()?;
         let (from, base) = match &config.smtp {
             Some(smtp) => {
                 parse_mailbox(smtp.from_address())
@@ -43,7 +47,9 @@ impl Settings {
                 c.to.as_ref()
                     .filter(|l| !l.0.is_empty())
                     .map_or(base.clone(), |l| l.0.clone());
-            Composer::new(&from, &to).map_err(|e| ConfigError::invalid(format!("{key}.to: {e}")))
+            Composer::new(&from, &to)
+                .map(|c| c.with_time_zone(tz.clone()))
+                .map_err(|e| ConfigError::invalid(format!("{key}.to: {e}")))
         };
         let default = composer(&cameras.defaults, "defaults")?;
         let mut by_camera = HashMap::new();
@@ -114,6 +120,29 @@ mod tests {
         let cfg = crate::config::load_from(Some(&path), Some(env)).unwrap();
         let s = Settings::from_config(&cfg, &cfg.resolved_cameras()).unwrap();
         assert_eq!(to(&s, "front_door").len(), 2);
+    }
+
+    #[test]
+    fn times_and_links_come_from_the_configuration() {
+        let s = settings("timezone: Asia/Tokyo\n", Env::new()).unwrap();
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_731_254_400);
+        assert_eq!(s.composer("any").local_time(t), "2024-11-11 01:00:00 JST");
+        let e = settings("timezone: Mars/Olympus\n", Env::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("timezone"), "{e}");
+        let e = settings("frigate:\n  public_url: frigate.example.com\n", Env::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("frigate.public_url") && e.contains("https://"),
+            "{e}"
+        );
+        settings(
+            "frigate:\n  public_url: https://frigate.example.com/\n",
+            Env::new(),
+        )
+        .unwrap();
     }
 
     #[test]
