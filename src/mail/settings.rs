@@ -24,6 +24,8 @@ pub struct Settings {
     pub max_message_bytes: usize,
     /// Digest pictures fit inside this many pixels on each side (`digest.image_size`).
     pub digest_image_size: u32,
+    /// The zone mails show times in (`timezone`).
+    time_zone: jiff::tz::TimeZone,
 }
 
 impl Settings {
@@ -64,7 +66,13 @@ impl Settings {
                 .as_ref()
                 .map_or(usize::MAX, |s| s.max_message_bytes),
             digest_image_size: config.digest.image_size,
+            time_zone: tz,
         })
+    }
+
+    /// The zone mails show times in (`timezone`, else `TZ`, else the system's).
+    pub fn time_zone(&self) -> &jiff::tz::TimeZone {
+        &self.time_zone
     }
 
     /// The composer for `camera`'s mail.
