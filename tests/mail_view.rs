@@ -169,6 +169,15 @@ async fn bidi_and_zero_width_characters_stay_out_of_subject_and_logs() {
         )
         .replace("\"driveway_entrance\"", r#""por\u202Ach\u202C""#);
     assert_ne!(payload, NEW);
+    // Messages that are not events are logged with their reason, which quotes the payload.
+    let false_positive = r#"{"type":"new","after":{"id":"1.0-a\u202Eb","camera":"c","label":"person","false_positive":true,"has_snapshot":true}}"#;
+    let mistyped =
+        r#"{"type":"new","after":{"id":"1.0-b","camera":"c","has_snapshot":"yes\u202E\u200B"}}"#;
+    for m in [false_positive, mistyped] {
+        r.broker
+            .publish("frigate/events", m.as_bytes(), false)
+            .await;
+    }
     r.broker
         .publish("frigate/events", payload.as_bytes(), false)
         .await;
@@ -182,6 +191,11 @@ async fn bidi_and_zero_width_characters_stay_out_of_subject_and_logs() {
     d.wait_for_log("mail queued", T).await;
     let logs = d.logs();
     assert!(logs.contains("event person Alice (73%): mailing"), "{logs}");
+    assert!(
+        logs.contains("event 1.0-ab is still a false positive"),
+        "{logs}"
+    );
+    assert!(logs.contains("unreadable message ignored"), "{logs}");
     for line in logs.lines() {
         assert!(!line.contains(HIDDEN), "a hidden character in: {line:?}");
     }
