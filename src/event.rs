@@ -2,6 +2,11 @@
 //! the later stages (policy, snapshot, mail) know about where a notification came from.
 //! Beside it, the [`Control`] commands (arm, disarm, snooze) that reach the policy stage the
 //! same way, as one [`Input`] stream.
+//!
+//! The text of an event comes from payloads nobody vouches for. The camera name and id are
+//! cleaned of control and invisible characters ([`crate::text`]) when the event is made,
+//! since every log line, metric and mail names them; [`Event::summary`] cleans what it
+//! shows.
 
 use std::time::SystemTime;
 
@@ -49,8 +54,10 @@ pub struct Event {
     pub id: String,
     pub camera: String,
     pub label: Option<String>,
-    /// A recognised name or plate, e.g. a known face.
+    /// A recognised name, e.g. a known face or the owner Frigate knows a plate by.
     pub sub_label: Option<String>,
+    /// A licence plate as read (Frigate 0.16+ `recognized_license_plate`).
+    pub plate: Option<String>,
     /// Detection confidence, 0..1.
     pub score: Option<f32>,
     pub zones: Vec<String>,
@@ -70,13 +77,16 @@ pub struct Event {
 
 impl Event {
     /// A bare event for `camera`: no label, score or picture. Sources fill in the rest.
+    /// `id` and `camera` lose control and invisible characters (a name a user could type
+    /// in `cameras:` keeps every character).
     pub fn new(source: &'static str, id: impl Into<String>, camera: impl Into<String>) -> Event {
         Event {
             source,
-            id: id.into(),
-            camera: camera.into(),
+            id: cleaned(id.into()),
+            camera: cleaned(camera.into()),
             label: None,
             sub_label: None,
+            plate: None,
             score: None,
             zones: Vec::new(),
             time: SystemTime::now(),
@@ -91,18 +101,45 @@ impl Event {
     }
 }
 
+/// `s` without control and invisible characters, reusing it when it has none.
+fn cleaned(s: String) -> String {
+    if s.chars()
+        .any(|c| c.is_control() || crate::text::is_invisible(c))
+    {
+        crate::text::clean(&s)
+    } else {
+        s
+    }
+}
+
+/// Longest label, sub-label or plate a summary shows, in characters.
+const SUMMARY_PART: usize = 100;
+
 impl Event {
-    /// `person (78%)`, `person`, or `motion` — the short description used in subjects and logs.
+    /// `person (78%)`, `person Alice`, `car KX21ZPT`, or `motion` — the short description
+    /// used in subjects and logs: one line, without control or invisible characters.
     pub fn summary(&self) -> String {
-        let label = self.label.as_deref().unwrap_or("motion");
-        let mut s = match &self.sub_label {
-            Some(sub) => format!("{label} {sub}"),
-            None => label.to_owned(),
-        };
+        let part = |s: &str| crate::text::one_line(s, SUMMARY_PART);
+        let mut s = part(self.label.as_deref().unwrap_or("motion"));
+        for extra in self.recognised() {
+            s.push(' ');
+            s.push_str(&part(extra));
+        }
         if let Some(score) = self.score {
             s.push_str(&format!(" ({:.0}%)", score * 100.0));
         }
         s
+    }
+
+    /// What was recognised: the sub-label, then the plate (when it says something else).
+    /// Sub-label filters and priority rules match either.
+    pub fn recognised(&self) -> impl Iterator<Item = &str> {
+        let sub = self.sub_label.as_deref();
+        let plate = self
+            .plate
+            .as_deref()
+            .filter(|p| sub.is_none_or(|s| !s.eq_ignore_ascii_case(p)));
+        sub.into_iter().chain(plate)
     }
 }
 
@@ -142,5 +179,34 @@ mod tests {
         e.sub_label = Some("Alice".into());
         e.score = None;
         assert_eq!(e.summary(), "person Alice");
+        let mut car = Event::new("test", "2", "street");
+        car.label = Some("car".into());
+        car.plate = Some("KX21ZPT".into());
+        car.score = Some(0.93);
+        assert_eq!(car.summary(), "car KX21ZPT (93%)");
+        car.sub_label = Some("Bob's van".into());
+        assert_eq!(car.summary(), "car Bob's van KX21ZPT (93%)");
+        assert_eq!(
+            car.recognised().collect::<Vec<_>>(),
+            ["Bob's van", "KX21ZPT"]
+        );
+        // Older Frigate put the plate itself in the sub-label: shown once.
+        car.sub_label = Some("kx21zpt".into());
+        assert_eq!(car.recognised().collect::<Vec<_>>(), ["kx21zpt"]);
+    }
+
+    #[test]
+    fn payload_text_is_cleaned_for_logs_and_subjects() {
+        let mut e = Event::new("test", "1\u{202E}2\r\n", "drive\u{202E}yaw\u{200B}");
+        assert_eq!(e.camera, "driveyaw");
+        assert_eq!(e.id, "12  ");
+        e.label = Some("per\u{2066}son\nX-Injected: yes".into());
+        e.sub_label = Some("x".repeat(10_000));
+        let s = e.summary();
+        assert!(s.starts_with("person X-Injected: yes xxx"), "{s}");
+        assert!(s.chars().count() < 250, "{}", s.len());
+        assert!(!s
+            .chars()
+            .any(|c| c.is_control() || crate::text::is_invisible(c)));
     }
 }

@@ -29,5 +29,6 @@ mod policy;
 mod secret;
 pub mod snapshot;
 pub mod sources;
+mod text;
 pub mod tls;
 mod xml;

@@ -263,3 +263,75 @@ async fn embedded_defaults_write_eml_previews() {
     // No Frigate runs here: the mail still goes out and says why there is no picture.
     assert!(text.contains("No picture:"), "{text}");
 }
+
+const LPR: &str = include_str!("fixtures/frigate-events-update-0.16-lpr.json");
+
+/// The 0.16 plate fixture with another event id and plate.
+fn lpr_event(id: &str, plate: &str) -> String {
+    LPR.replace("1752930112.504133-x2m8ha", id)
+        .replace("\"KX21ZPT\"", &format!("{plate:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn licence_plates_show_in_the_mail_and_sub_label_rules_match_them() {
+    let r = crate::support::rig::start(1280, 720).await;
+    let config = format!(
+        "{}cameras:\n  street:\n    sub_labels: [kx21zpt]\n    cooldown: 1h\npriority:\n  - sub_labels: [KX21ZPT]\n",
+        r.config()
+    );
+    let d = Daemon::start(Some(&config), &[]);
+    d.wait_for_log("mqtt: subscribed", T).await;
+
+    // Before the plate is read, the car is filtered by sub_labels…
+    let unread = LPR.replacen(
+        "\"recognized_license_plate\": [\n      \"KX21ZPT\",\n      0.93\n    ]",
+        "\"recognized_license_plate\": null",
+        1,
+    );
+    let unread = unread.replace("\"type\": \"update\"", "\"type\": \"new\"");
+    assert!(unread.matches("\"recognized_license_plate\": null").count() >= 2);
+    r.broker
+        .publish("frigate/events", unread.as_bytes(), false)
+        .await;
+    d.wait_for_log("filtered by sub_labels: \"none\"", T).await;
+    // …the update that carries it mails.
+    r.broker
+        .publish("frigate/events", LPR.as_bytes(), false)
+        .await;
+    let mails = r.smtp.wait_for_messages(1, T).await;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&mails[0].data)
+        .unwrap();
+    assert_eq!(parsed.subject(), Some("street: car KX21ZPT (87%)"));
+    let text = parsed.body_text(0).unwrap();
+    assert!(text.contains("Plate: KX21ZPT"), "{text}");
+    assert!(text.contains("Object: car"), "{text}");
+    let html = parsed.body_html(0).unwrap();
+    assert!(
+        html.contains(">Plate</th>") && html.contains("KX21ZPT"),
+        "{html}"
+    );
+
+    // The same plate again within the camera's hour of cooldown: the priority rule's
+    // sub_labels match the plate, so it mails at once.
+    r.broker
+        .publish(
+            "frigate/events",
+            lpr_event("1752930400.100000-second", "KX21ZPT").as_bytes(),
+            false,
+        )
+        .await;
+    r.smtp.wait_for_messages(2, T).await;
+    d.wait_for_log("mailing (priority rule", T).await;
+    // Another plate is not in sub_labels.
+    r.broker
+        .publish(
+            "frigate/events",
+            lpr_event("1752930500.100000-third", "ZZ99ZZZ").as_bytes(),
+            false,
+        )
+        .await;
+    d.wait_for_log("filtered by sub_labels: \"ZZ99ZZZ\"", T)
+        .await;
+    assert_eq!(r.smtp.messages().len(), 2, "{}", d.logs());
+}

@@ -15,6 +15,7 @@ mod e2e_policy;
 mod e2e_sources;
 mod fixtures_mqtt;
 mod hostile_input;
+mod mail_view;
 mod oauth;
 mod ops_http;
 mod outbox_faults;

@@ -119,18 +119,21 @@ pub async fn sample(plan: &Plan) -> (Notification, String) {
     )
 }
 
-/// The test mail: from the configured sender to `to` (or the configured recipients).
+/// The test mail: from the configured sender to `to` (or the configured recipients), with
+/// times in `zone`.
 pub fn test_mail(
     smtp: &SmtpConfig,
     to: Option<&str>,
     notification: &Notification,
+    zone: &jiff::tz::TimeZone,
 ) -> Result<Mail, String> {
     let recipients = match to {
         Some(t) => vec![t.to_owned()],
         None => smtp.recipients(),
     };
     let composer = Composer::new(smtp.from_address(), &recipients)
-        .map_err(|e| format!("--to / smtp.to: {e}"))?;
+        .map_err(|e| format!("--to / smtp.to: {e}"))?
+        .with_time_zone(zone.clone());
     composer.compose(notification).map_err(|e| e.to_string())
 }
 

@@ -34,7 +34,7 @@ pub fn run(config_path: Option<&Path>, to: Option<String>) -> anyhow::Result<Exi
     let code = runtime.block_on(async move {
         let (notification, origin) = sample(&plan).await;
         println!("picture: {origin}");
-        let mail = match test_mail(&smtp, to.as_deref(), &notification) {
+        let mail = match test_mail(&smtp, to.as_deref(), &notification, plan.mail.time_zone()) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("✘ {e}");

@@ -50,7 +50,8 @@ pub struct Config {
     pub priority: Vec<PriorityRule>,
     /// Named time windows for `active` / `quiet` / `priority.during`.
     pub schedules: BTreeMap<String, ScheduleConfig>,
-    /// IANA time zone for schedules and digests (default: `TZ`, then the system's).
+    /// IANA time zone for schedules and for the times mails show (default: `TZ`, then the
+    /// system's). Read it through [`Config::time_zone`].
     pub timezone: Option<String>,
     pub control: ControlConfig,
     pub outbox: OutboxConfig,
@@ -325,6 +326,9 @@ pub fn is_gmail(host: &str) -> bool {
 pub struct FrigateConfig {
     /// Base URL of Frigate's HTTP API.
     pub url: String,
+    /// Base URL of Frigate's UI as the mail's reader reaches it (e.g. from a phone), for the
+    /// "Open in Frigate" links. Read it through [`FrigateConfig::link_base`].
+    pub public_url: Option<String>,
     pub topic_prefix: String,
     /// How often a 404 snapshot is asked for again while the event is in progress.
     pub snapshot_retries: u32,
@@ -344,6 +348,7 @@ impl Default for FrigateConfig {
     fn default() -> Self {
         FrigateConfig {
             url: "http://127.0.0.1:5000".into(),
+            public_url: None,
             topic_prefix: "frigate".into(),
             snapshot_retries: 3,
             snapshot_retry_delay: HumanDuration::secs(1),
@@ -352,6 +357,36 @@ impl Default for FrigateConfig {
             password: None,
             password_file: None,
             insecure_tls: false,
+        }
+    }
+}
+
+impl FrigateConfig {
+    /// Where "Open in Frigate" links point: `public_url`, else `url`.
+    pub fn link_base(&self) -> &str {
+        self.public_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .unwrap_or(&self.url)
+    }
+
+    /// Checks `public_url`: an absolute http(s) URL a mail reader can open.
+    pub fn check_public_url(&self) -> Result<(), ConfigError> {
+        let Some(u) = self
+            .public_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        else {
+            return Ok(());
+        };
+        match reqwest::Url::parse(u) {
+            Ok(p) if matches!(p.scheme(), "http" | "https") && p.host_str().is_some() => Ok(()),
+            _ => Err(ConfigError::invalid(format!(
+                "frigate.public_url: {u:?} is not an http(s) URL; give the address your phone opens \
+                 Frigate at, e.g. https://frigate.example.com (or remove the key to link to frigate.url)"
+            ))),
         }
     }
 }
@@ -515,7 +550,25 @@ impl Default for Config {
     }
 }
 
+/// The zone named `name` (`timezone`), else `TZ`, else the system's.
+pub fn time_zone(name: Option<&str>) -> Result<jiff::tz::TimeZone, ConfigError> {
+    match name.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(n) => jiff::tz::TimeZone::get(n).map_err(|e| {
+            ConfigError::invalid(format!(
+                "timezone: {n:?} is not a known time zone ({e}); use an IANA name such as Europe/Berlin"
+            ))
+        }),
+        None => Ok(jiff::tz::TimeZone::system()),
+    }
+}
+
 impl Config {
+    /// The zone schedules are read in and mails show times in: `timezone`, else `TZ`, else
+    /// the system's.
+    pub fn time_zone(&self) -> Result<jiff::tz::TimeZone, ConfigError> {
+        time_zone(self.timezone.as_deref())
+    }
+
     /// The cooldown that applies to `camera`.
     pub fn cooldown_for(&self, camera: &str) -> Duration {
         self.camera(camera)

@@ -6,16 +6,20 @@
 //! contact-sheet JPEG: each keeps its own caption and link, a missing picture costs one
 //! line instead of a blank tile, and no extra image compositing runs on the host. At the
 //! default `digest.image_size` (480 px) six pictures stay well under a megabyte.
+//!
+//! Like the single mail ([`super::compose`]), the subject is bounded and cleaned, times are
+//! in the configured zone and the pictures shrink to the screen.
 
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, MultiPart, SinglePart};
 
 use super::compose::{
-    escape, header_safe, local_time, new_message_id, strip_controls, ComposeError, Composer, Mail,
+    escape, header_text, html_start, img, new_message_id, ComposeError, Composer, Mail, WRAP,
 };
 use crate::policy::Digest;
 use crate::snapshot::image::Thumbnail;
 use crate::snapshot::PictureError;
+use crate::text;
 
 /// Build the digest mail; `pictures[i]` belongs to `digest.samples[i]`.
 pub fn compose(
@@ -23,50 +27,46 @@ pub fn compose(
     digest: &Digest,
     pictures: &[Result<Thumbnail, PictureError>],
 ) -> Result<Mail, ComposeError> {
-    let headline = digest.headline();
-    let subject = header_safe(&headline);
+    let headline = text::one_line(&digest.headline(), 1000);
+    let subject = header_text(&headline);
     let sent = std::time::SystemTime::now();
     let message_id = new_message_id(sent);
 
-    let mut text = format!("{}\n\n", strip_controls(&headline));
-    let mut html = format!(
-        "<!doctype html><html><body style=\"font-family:sans-serif\">\n<p><strong>{}</strong></p>\n",
+    let mut plain = format!("{headline}\n\n");
+    let mut html = html_start();
+    html.push_str(&format!(
+        "<p style=\"{WRAP}\"><strong>{}</strong></p>\n",
         escape(&headline)
-    );
+    ));
     if digest.samples.len() < digest.count {
         let shown = digest.samples.len();
-        text.push_str(&format!("The first {shown} of them:\n"));
+        plain.push_str(&format!("The first {shown} of them:\n"));
         html.push_str(&format!("<p>The first {shown} of them:</p>\n"));
     }
     let mut images = Vec::new();
     for (i, ev) in digest.samples.iter().enumerate() {
-        let line = format!("{} — {}", local_time(ev.time), ev.summary());
-        text.push_str(&format!("- {}", strip_controls(&line)));
-        html.push_str(&format!("<p>{}", escape(&line)));
+        let line = format!("{} — {}", composer.local_time(ev.time), ev.summary());
+        plain.push_str(&format!("- {line}"));
+        html.push_str(&format!("<p style=\"{WRAP}\">{}", escape(&line)));
         if let Some(link) = &ev.link {
-            text.push_str(&format!(" {link}"));
+            plain.push_str(&format!(" {}", text::clean(link)));
             html.push_str(&format!(" <a href=\"{}\">open</a>", escape(link)));
         }
         html.push_str("<br>\n");
         match pictures.get(i) {
             Some(Ok(t)) => {
                 let cid = format!("digest-{i}");
-                html.push_str(&format!(
-                    "<img src=\"cid:{cid}\" width=\"{}\" height=\"{}\" alt=\"{}\">",
-                    t.width,
-                    t.height,
-                    escape(&ev.summary())
-                ));
+                html.push_str(&img(&cid, t, &ev.summary()));
                 images.push((cid, t.jpeg.clone()));
             }
             Some(Err(why)) => {
                 let why = why.to_string();
-                text.push_str(&format!(" (no picture: {})", strip_controls(&why)));
+                plain.push_str(&format!(" (no picture: {})", text::clean(&why)));
                 html.push_str(&format!("<em>No picture: {}</em>", escape(&why)));
             }
             None => {}
         }
-        text.push('\n');
+        plain.push('\n');
         html.push_str("</p>\n");
     }
     html.push_str("</body></html>\n");
@@ -79,7 +79,7 @@ pub fn compose(
         );
     }
     let alternative = MultiPart::alternative()
-        .singlepart(SinglePart::plain(text))
+        .singlepart(SinglePart::plain(plain))
         .multipart(related);
     super::compose::finish(
         composer.from_mailbox(),
@@ -138,5 +138,37 @@ mod tests {
         let text = parsed.body_text(0).unwrap();
         assert!(text.contains("The first 3 of them"), "{text}");
         assert!(text.contains("no picture: 404"), "{text}");
+    }
+
+    #[test]
+    fn long_hostile_headlines_are_bounded_and_times_are_local() {
+        let mut e = Event::new("test", "1", "x".repeat(5_000));
+        e.label = Some("per\u{202E}son".repeat(500));
+        e.time = "2026-11-23T20:03:00Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .into();
+        let d = Digest {
+            camera: e.camera.clone(),
+            count: 2,
+            since: "2026-11-23T20:03:00Z".parse().unwrap(),
+            since_text: "05:03".into(),
+            labels: vec![(e.label.clone().unwrap(), 2)],
+            samples: vec![e],
+        };
+        let c = Composer::new("cam@example.com", &["me@example.com".into()])
+            .unwrap()
+            .with_time_zone(jiff::tz::TimeZone::get("Asia/Tokyo").unwrap());
+        let mail = compose(&c, &d, &[]).unwrap();
+        let raw = mail.message.formatted();
+        for line in String::from_utf8_lossy(&raw).split("\r\n") {
+            assert!(line.len() <= 998, "{} octets", line.len());
+        }
+        let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        let subject = parsed.subject().unwrap();
+        assert!(subject.chars().count() <= super::super::compose::SUBJECT_MAX);
+        assert!(!subject.contains('\u{202E}'), "{subject:?}");
+        let text = parsed.body_text(0).unwrap();
+        assert!(text.contains("2026-11-24 05:03:00 JST"), "{text}");
     }
 }

@@ -1,7 +1,9 @@
 //! The mail stage's settings, resolved once: the sender and each camera's recipients
 //! (`cameras.<name>.to`, else `defaults.to`, else `smtp.to`, else the login itself) as ready
-//! [`Composer`]s, and the size limits of what is sent. Every mailbox is checked here, at
-//! start, with the key it came from.
+//! [`Composer`]s, the time zone mails show times in (`timezone`, the same zone schedules
+//! are read in), and the size limits of what is sent. Every mailbox is checked here, at
+//! start, with the key it came from, and `frigate.public_url`, the base of the links mails
+//! carry.
 
 use std::collections::HashMap;
 
@@ -22,10 +24,14 @@ pub struct Settings {
     pub max_message_bytes: usize,
     /// Digest pictures fit inside this many pixels on each side (`digest.image_size`).
     pub digest_image_size: u32,
+    /// The zone mails show times in (`timezone`).
+    time_zone: jiff::tz::TimeZone,
 }
 
 impl Settings {
     pub fn from_config(config: &Config, cameras: &Cameras) -> Result<Settings, ConfigError> {
+        let tz = config.time_zone()?;
+        config.frigate.check_public_url()?;
         let (from, base) = match &config.smtp {
             Some(smtp) => {
                 internet_mailbox("smtp.from", smtp.from_address())?;
@@ -44,7 +50,9 @@ impl Settings {
             for t in &to {
                 internet_mailbox(&format!("{key}.to"), t)?;
             }
-            Composer::new(&from, &to).map_err(|e| ConfigError::invalid(format!("{key}.to: {e}")))
+            Composer::new(&from, &to)
+                .map(|c| c.with_time_zone(tz.clone()))
+                .map_err(|e| ConfigError::invalid(format!("{key}.to: {e}")))
         };
         let default = composer(&cameras.defaults, "defaults")?;
         let mut by_camera = HashMap::new();
@@ -59,7 +67,13 @@ impl Settings {
                 .as_ref()
                 .map_or(usize::MAX, |s| s.max_message_bytes),
             digest_image_size: config.digest.image_size,
+            time_zone: tz,
         })
+    }
+
+    /// The zone mails show times in (`timezone`, else `TZ`, else the system's).
+    pub fn time_zone(&self) -> &jiff::tz::TimeZone {
+        &self.time_zone
     }
 
     /// The composer for `camera`'s mail.
@@ -135,6 +149,29 @@ mod tests {
         let cfg = crate::config::load_from(Some(&path), Some(env)).unwrap();
         let s = Settings::from_config(&cfg, &cfg.resolved_cameras()).unwrap();
         assert_eq!(to(&s, "front_door").len(), 2);
+    }
+
+    #[test]
+    fn times_and_links_come_from_the_configuration() {
+        let s = settings("timezone: Asia/Tokyo\n", Env::new()).unwrap();
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_731_254_400);
+        assert_eq!(s.composer("any").local_time(t), "2024-11-11 01:00:00 JST");
+        let e = settings("timezone: Mars/Olympus\n", Env::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("timezone"), "{e}");
+        let e = settings("frigate:\n  public_url: frigate.example.com\n", Env::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("frigate.public_url") && e.contains("https://"),
+            "{e}"
+        );
+        settings(
+            "frigate:\n  public_url: https://frigate.example.com/\n",
+            Env::new(),
+        )
+        .unwrap();
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::{matches_any, BrokerAddress, Decoded, Decoder, Message, Outgoing};
 use crate::backoff::Backoff;
 use crate::config::{ConfigError, MqttConfig};
 use crate::event::Input;
+use crate::text;
 
 /// Connection settings resolved from [`MqttConfig`] (plus the embedded broker's address).
 #[derive(Clone)]
@@ -162,16 +163,22 @@ pub async fn run(
                             }
                         }
                         Decoded::Control(c) => {
-                            debug!(topic, "mqtt: control command {c:?}");
+                            debug!(topic = %text::clean(topic), "mqtt: control command {c:?}");
                             if out.send(Input::Control(c)).await.is_err() {
                                 return;
                             }
                         }
-                        Decoded::Ignored(why) => debug!(topic, "mqtt: ignored: {why}"),
+                        // Topics and reasons quote payloads: shown without hidden characters.
+                        Decoded::Ignored(why) => debug!(
+                            topic = %text::clean(topic),
+                            "mqtt: ignored: {}",
+                            text::clean(&why)
+                        ),
                         Decoded::Malformed(why) => warn!(
-                            topic,
+                            topic = %text::clean(topic),
                             bytes = p.payload.len(),
-                            "mqtt: unreadable message ignored: {why}"
+                            "mqtt: unreadable message ignored: {}",
+                            text::clean(&why)
                         ),
                     }
                 }

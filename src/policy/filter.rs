@@ -3,6 +3,11 @@
 //! [`Filters::check`] names the [`Rule`] that rejected an event (`min_score 0.80`, …) so the
 //! log line tells the user which key to change. Names compare case-insensitively: Frigate
 //! labels are lower case, but people write "Person" in YAML.
+//!
+//! `sub_labels` and `ignore_sub_labels` match what was recognised: the sub-label (a known
+//! face, the owner of a known plate) or the licence plate as read, so `sub_labels: [KX21ZPT]`
+//! works whether Frigate knows the plate or not. The payload text a rule names in the log is
+//! cleaned ([`crate::text`]).
 
 use super::rule::Rule;
 use crate::config::{CameraConfig, ConfigError, ZonesMatch};
@@ -30,6 +35,14 @@ fn list(l: &Option<crate::config::StringList>) -> Vec<String> {
 fn has(list: &[String], v: &str) -> bool {
     let v = v.to_lowercase();
     list.contains(&v)
+}
+
+/// Longest payload value a rule repeats in the log, in characters.
+const SHOWN: usize = 100;
+
+/// A payload value as a log line may show it.
+fn shown(v: &str) -> String {
+    crate::text::one_line(v, SHOWN)
 }
 
 impl Filters {
@@ -69,13 +82,13 @@ impl Filters {
         let label = ev.label.as_deref().unwrap_or("motion");
         if !self.labels.is_empty() && !has(&self.labels, label) {
             return Err(Rule::Labels {
-                label: label.to_owned(),
+                label: shown(label),
                 allowed: self.labels.clone(),
             });
         }
         if has(&self.ignore_labels, label) {
             return Err(Rule::IgnoreLabels {
-                label: label.to_owned(),
+                label: shown(label),
             });
         }
         if let (Some(min), Some(score)) = (self.min_score, ev.score) {
@@ -93,33 +106,27 @@ impl Filters {
                 return Err(Rule::Zones {
                     all: self.zones_match == ZonesMatch::All,
                     wanted: self.zones.clone(),
-                    entered: ev.zones.clone(),
+                    entered: ev.zones.iter().map(|z| shown(z)).collect(),
                 });
             }
         }
-        if let Some(sub) = &ev.sub_label {
-            if has(&self.ignore_sub_labels, sub) {
-                return Err(Rule::IgnoreSubLabels {
-                    sub_label: sub.clone(),
-                });
-            }
+        if let Some(name) = ev.recognised().find(|n| has(&self.ignore_sub_labels, n)) {
+            return Err(Rule::IgnoreSubLabels {
+                sub_label: shown(name),
+            });
         }
-        if !self.sub_labels.is_empty() {
-            match &ev.sub_label {
-                Some(sub) if has(&self.sub_labels, sub) => {}
-                other => {
-                    return Err(Rule::SubLabels {
-                        sub_label: other.clone(),
-                        allowed: self.sub_labels.clone(),
-                    })
-                }
-            }
+        if !self.sub_labels.is_empty() && !ev.recognised().any(|n| has(&self.sub_labels, n)) {
+            let seen: Vec<String> = ev.recognised().map(shown).collect();
+            return Err(Rule::SubLabels {
+                sub_label: (!seen.is_empty()).then(|| seen.join(" / ")),
+                allowed: self.sub_labels.clone(),
+            });
         }
         // Sources without a severity (plain events, other cameras) are not filtered by it.
         if let Some(sev) = &ev.severity {
             if !self.severity.is_empty() && !has(&self.severity, sev) {
                 return Err(Rule::Severity {
-                    severity: sev.clone(),
+                    severity: shown(sev),
                     allowed: self.severity.clone(),
                 });
             }
@@ -215,6 +222,56 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("zones (any"));
+    }
+
+    #[test]
+    fn sub_label_rules_match_licence_plates_too() {
+        let only = Filters::from_config(
+            &CameraConfig {
+                sub_labels: sl(&["KX21ZPT", "Bob's van"]),
+                ..Default::default()
+            },
+            "cameras.street",
+        )
+        .unwrap();
+        let mut car = ev("car", 0.9, &[]);
+        car.plate = Some("kx21zpt".into());
+        assert_eq!(only.check(&car), Ok(()), "the plate as read");
+        let mut known = ev("car", 0.9, &[]);
+        known.sub_label = Some("Bob's van".into());
+        known.plate = Some("AB12CDE".into());
+        assert_eq!(only.check(&known), Ok(()), "the owner of a known plate");
+        let mut stranger = ev("car", 0.9, &[]);
+        stranger.plate = Some("ZZ99ZZZ".into());
+        let why = only.check(&stranger).unwrap_err().to_string();
+        assert!(why.starts_with("sub_labels: \"ZZ99ZZZ\""), "{why}");
+
+        let ignore = Filters::from_config(
+            &CameraConfig {
+                ignore_sub_labels: sl(&["KX21ZPT"]),
+                ..Default::default()
+            },
+            "defaults",
+        )
+        .unwrap();
+        let why = ignore.check(&car).unwrap_err().to_string();
+        assert_eq!(why, "ignore_sub_labels: \"kx21zpt\"");
+        assert_eq!(ignore.check(&stranger), Ok(()));
+    }
+
+    #[test]
+    fn rules_show_payload_text_cleaned() {
+        let f = Filters::from_config(
+            &CameraConfig {
+                labels: sl(&["person"]),
+                ..Default::default()
+            },
+            "defaults",
+        )
+        .unwrap();
+        let e = ev("ca\u{202E}t\nX", 0.9, &[]);
+        let why = f.check(&e).unwrap_err().to_string();
+        assert!(!why.contains(['\u{202E}', '\n']), "{why:?}");
     }
 
     #[test]

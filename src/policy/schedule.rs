@@ -154,15 +154,9 @@ impl Schedules {
     }
 }
 
-/// The zone named by `timezone`, else `TZ`, else the system's.
-pub fn time_zone(name: Option<&str>) -> Result<TimeZone, ConfigError> {
-    match name.map(str::trim).filter(|s| !s.is_empty()) {
-        Some(n) => TimeZone::get(n).map_err(|e| {
-            ConfigError::invalid(format!("timezone: {n:?} is not a known time zone ({e}); use an IANA name such as Europe/Berlin"))
-        }),
-        None => Ok(TimeZone::system()),
-    }
-}
+/// The zone named by `timezone`, else `TZ`, else the system's: the configuration decides it
+/// once for schedules and for the times mails show.
+pub use crate::config::time_zone;
 
 #[cfg(test)]
 mod tests {

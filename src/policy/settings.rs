@@ -42,7 +42,8 @@ impl Priority {
         };
         any(&self.cameras, Some(&ev.camera))
             && any(&self.labels, Some(ev.label.as_deref().unwrap_or("motion")))
-            && any(&self.sub_labels, ev.sub_label.as_deref())
+            && (self.sub_labels.is_empty()
+                || ev.recognised().any(|n| any(&self.sub_labels, Some(n))))
             && self
                 .min_score
                 .is_none_or(|m| ev.score.is_some_and(|s| s >= m))

@@ -5,6 +5,11 @@
 //! snapshot into an [`Event`] keyed by the Frigate event id; the policy stage's dedup makes
 //! sure later messages for the same id mail nothing. Unknown fields are ignored, so the
 //! 0.13 → 0.17 shapes all decode.
+//!
+//! Licence plates (0.16+): an unknown plate arrives as `recognized_license_plate` (the code
+//! sends `[plate, score]`, the docs show a bare string; both decode), a known one as the
+//! `sub_label` naming its owner. A name or plate of an unexpected shape is left out rather
+//! than losing the event.
 
 use std::time::SystemTime;
 
@@ -16,6 +21,7 @@ use crate::mqtt::{Decoded, Decoder, Message};
 /// Decoder for `<prefix>/events`.
 pub struct FrigateEvents {
     topic: String,
+    /// Where "Open in Frigate" links point (`frigate.public_url`, else `frigate.url`).
     base_url: String,
 }
 
@@ -41,7 +47,9 @@ struct TrackedObject {
     camera: String,
     label: Option<String>,
     #[serde(default)]
-    sub_label: Option<SubLabel>,
+    sub_label: Option<Named>,
+    #[serde(default)]
+    recognized_license_plate: Option<Named>,
     #[serde(default)]
     top_score: Option<f32>,
     #[serde(default)]
@@ -62,18 +70,21 @@ struct TrackedObject {
     max_severity: Option<String>,
 }
 
-/// `sub_label` is `[name, score]` since 0.13 and a bare string before.
+/// `sub_label` is `[name, score]` since 0.13 and a bare string before;
+/// `recognized_license_plate` is `[plate, score]` or a bare string.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum SubLabel {
+enum Named {
     Pair(String, #[allow(dead_code)] Option<f32>),
     Name(String),
+    Other(#[allow(dead_code)] serde::de::IgnoredAny),
 }
 
-impl SubLabel {
-    fn into_name(self) -> String {
+impl Named {
+    fn into_name(self) -> Option<String> {
         match self {
-            SubLabel::Pair(n, _) | SubLabel::Name(n) => n,
+            Named::Pair(n, _) | Named::Name(n) => Some(n).filter(|n| !n.trim().is_empty()),
+            Named::Other(_) => None,
         }
     }
 }
@@ -117,10 +128,8 @@ impl Decoder for FrigateEvents {
         ev.link = Some(format!("{}/explore?event_id={}", self.base_url, obj.id));
         ev.snapshot = SnapshotSource::FrigateEvent { event_id: obj.id };
         ev.label = obj.label;
-        ev.sub_label = obj
-            .sub_label
-            .map(SubLabel::into_name)
-            .filter(|s| !s.is_empty());
+        ev.sub_label = obj.sub_label.and_then(Named::into_name);
+        ev.plate = obj.recognized_license_plate.and_then(Named::into_name);
         ev.score = score;
         ev.zones = zones;
         ev.time = time;
@@ -208,6 +217,33 @@ mod tests {
         assert!(matches!(decode(fp), Decoded::Ignored(why) if why.contains("false positive")));
         let nosnap = r#"{"type":"new","before":{},"after":{"id":"1.0-a","camera":"c","label":"person","false_positive":false,"has_snapshot":false}}"#;
         assert!(matches!(decode(nosnap), Decoded::Ignored(why) if why.contains("no snapshot")));
+    }
+
+    #[test]
+    fn licence_plates_0_16_in_every_shape() {
+        let e = event(include_str!(
+            "../../tests/fixtures/frigate-events-update-0.16-lpr.json"
+        ));
+        assert_eq!(e.camera, "street");
+        assert_eq!(e.label.as_deref(), Some("car"));
+        assert_eq!(e.plate.as_deref(), Some("KX21ZPT"));
+        assert_eq!(e.sub_label, None);
+        assert_eq!(e.summary(), "car KX21ZPT (87%)");
+        let with = |plate: &str, sub: &str| {
+            let p = r#"{"type":"update","after":{"id":"1.0-a","camera":"c","label":"car","false_positive":false,"has_snapshot":true,"recognized_license_plate":PLATE,"sub_label":SUB}}"#;
+            event(&p.replace("PLATE", plate).replace("SUB", sub))
+        };
+        // The docs' bare string, with its separate score.
+        let bare = with(r#""AB12CDE","recognized_license_plate_score":0.9"#, "null");
+        assert_eq!(bare.plate.as_deref(), Some("AB12CDE"));
+        // A known plate: the owner's name in sub_label, the plate beside it.
+        let known = with(r#"["AB12CDE",0.95]"#, r#"["Bob's van",0.95]"#);
+        assert_eq!(known.sub_label.as_deref(), Some("Bob's van"));
+        assert_eq!(known.plate.as_deref(), Some("AB12CDE"));
+        // Shapes nobody documented lose the plate, not the event.
+        assert_eq!(with("42", "null").plate, None);
+        assert_eq!(with(r#"{"plate":"X"}"#, "7").sub_label, None);
+        assert_eq!(with(r#""""#, "null").plate, None);
     }
 
     #[test]

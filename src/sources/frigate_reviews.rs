@@ -21,6 +21,7 @@ const REMEMBER: usize = 4096;
 /// Decoder for `<prefix>/reviews`.
 pub struct FrigateReviews {
     topic: String,
+    /// Where "Open in Frigate" links point (`frigate.public_url`, else `frigate.url`).
     base_url: String,
     severities: Vec<String>,
     emitted: HashSet<String>,

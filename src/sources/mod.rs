@@ -34,11 +34,11 @@ pub fn decoders(config: &Config) -> Vec<Box<dyn Decoder>> {
             match s {
                 SourceConfig::FrigateEvents(f) => Box::new(frigate::FrigateEvents::new(
                     &prefix(&f.topic_prefix),
-                    &config.frigate.url,
+                    config.frigate.link_base(),
                 )),
                 SourceConfig::FrigateReviews(f) => Box::new(frigate_reviews::FrigateReviews::new(
                     &prefix(&f.topic_prefix),
-                    &config.frigate.url,
+                    config.frigate.link_base(),
                     &f.severity.0,
                 )),
                 SourceConfig::FrigateSnapshot(f) => Box::new(

@@ -25,6 +25,9 @@ pub const MAX_MESSAGE_SIZE: usize = 35_882_577;
 const HOST: &str = "smtp.test.invalid";
 const COMMAND_LINE_LIMIT: usize = 16 * 1024;
 const DATA_LINE_LIMIT: usize = 1024 * 1024;
+/// RFC 5322's limit on a message line without its CRLF; Gmail refuses a message with a longer
+/// one (`500 5.5.2 Line too long`).
+pub const MAX_LINE_OCTETS: usize = 998;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One message the server accepted (250 after DATA or BDAT LAST).
@@ -1180,6 +1183,17 @@ impl Session {
                 format!("552 5.3.4  https://support.google.com/mail/?p=MaxSizeError {id} - gsmtp"),
             ];
             return self.send(io, &reply).await;
+        }
+        let overlong = data
+            .split(|&b| b == b'\n')
+            .any(|l| l.strip_suffix(b"\r").unwrap_or(l).len() > MAX_LINE_OCTETS);
+        if overlong {
+            self.reset_transaction();
+            self.shared
+                .record("-- message refused: a line over 998 octets".into());
+            return self
+                .send1(io, format!("500 5.5.2 Line too long. {id} - gsmtp"))
+                .await;
         }
         let mail = ReceivedMail {
             mail_from: self.mail_from.take().unwrap_or_default(),

@@ -201,7 +201,12 @@ pub(super) async fn smtp_steps(
         return;
     }
     let (notification, origin) = sample(plan).await;
-    let mail = match test_mail(smtp, args.to.as_deref(), &notification) {
+    let mail = match test_mail(
+        smtp,
+        args.to.as_deref(),
+        &notification,
+        plan.mail.time_zone(),
+    ) {
         Ok(m) => m,
         Err(e) => {
             report.fail("smtp send", e, "give a valid address to --to or smtp.to");
