@@ -343,10 +343,20 @@ async fn payload_url_to_a_host_not_allowed_is_never_fetched() {
         move |_: &Request| Response::jpeg(jpeg.clone())
     })
     .await;
-    let sources = r#"  - kind: mqtt
+    // The first source has the default allowed_hosts: the host:port of every URL in the
+    // configuration, here only Frigate's (127.0.0.1:<frigate port>). The second lists the
+    // web server.
+    let sources = format!(
+        r#"  - kind: mqtt
     topic: scripts/+/alert
-    json: {image_url: /url}"#;
-    let d = crate::support::daemon::Daemon::start(Some(&with_sources(&r, sources)), &[]);
+    json: {{image_url: /url}}
+  - kind: mqtt
+    topic: listed/+/alert
+    json: {{image_url: /url}}
+    allowed_hosts: ["127.0.0.1:{}"]"#,
+        web.port
+    );
+    let d = crate::support::daemon::Daemon::start(Some(&with_sources(&r, &sources)), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
     // `localhost` is named nowhere in the configuration (only 127.0.0.1 is).
     let evil = format!(r#"{{"url": "http://localhost:{}/steal.jpg"}}"#, web.port);
@@ -359,15 +369,31 @@ async fn payload_url_to_a_host_not_allowed_is_never_fetched() {
     assert!(text.contains("not in sources[0].allowed_hosts"), "{text}");
     d.wait_for_log("which is not in sources[0].allowed_hosts; not fetched", T)
         .await;
-    assert_eq!(web.request_count(), 0, "no request reached the server");
 
-    // The same server by the address the configuration names is fetched.
-    let ok = format!(r#"{{"url": "http://127.0.0.1:{}/ok.jpg"}}"#, web.port);
+    // Frigate's host, but another port: the default names Frigate's API, not every
+    // service on its machine.
+    let other_port = format!(r#"{{"url": "http://127.0.0.1:{}/ok.jpg"}}"#, web.port);
     r.broker
-        .publish("scripts/porch/alert", ok.as_bytes(), false)
+        .publish("scripts/porch/alert", other_port.as_bytes(), false)
         .await;
     let mails = r.smtp.wait_for_messages(2, T).await;
-    assert!(open(&mails[1]).0.is_some());
+    let (jpeg, text) = open(&mails[1]);
+    assert!(jpeg.is_none());
+    assert!(
+        text.contains(&format!(
+            "points at 127.0.0.1:{}, which is not in sources[0].allowed_hosts",
+            web.port
+        )),
+        "{text}"
+    );
+    assert_eq!(web.request_count(), 0, "no request reached the server");
+
+    // Listed with its port, the same URL is fetched.
+    r.broker
+        .publish("listed/yard/alert", other_port.as_bytes(), false)
+        .await;
+    let mails = r.smtp.wait_for_messages(3, T).await;
+    assert!(open(&mails[2]).0.is_some());
     assert_eq!(web.requests().len(), 1);
     assert_eq!(web.requests()[0].path, "/ok.jpg");
 }

@@ -23,4 +23,5 @@ mod properties;
 mod secrets;
 mod snapshot_fetch;
 mod snapshot_image;
+mod snapshot_redirects;
 mod support_selftest;

@@ -206,8 +206,8 @@ pub struct GenericSource {
     pub json: JsonFields,
     /// Where the picture comes from when the message does not carry one.
     pub snapshot: GenericSnapshot,
-    /// Hosts a snapshot URL taken from a payload may point at (default: the hosts named
-    /// anywhere in this configuration).
+    /// Hosts a snapshot URL taken from a payload may point at: `host:port`, or `host` for
+    /// every port of it (default: the `host:port` of every URL in this configuration).
     pub allowed_hosts: Option<StringList>,
 }
 
@@ -312,6 +312,43 @@ fn check_filter(key: &str, topic: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `nvr.lan`, `nvr.lan:81`, `192.168.1.5:8080`, `[fd00::5]:80`: a host, maybe with a port,
+/// never a URL.
+fn check_allowed_host(key: &str, entry: &str) -> Result<(), ConfigError> {
+    let e = entry.trim();
+    let bad = |why: &str| {
+        Err(invalid(format!(
+            "{key}: {entry:?} {why}; write a host (nvr.lan, every port) or host:port (nvr.lan:81)"
+        )))
+    };
+    if e.is_empty() {
+        return bad("is empty");
+    }
+    if e.contains("://") || e.contains('/') || e.contains('@') {
+        return bad("is not a host");
+    }
+    let port = if let Some(rest) = e.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((_, "")) => None,
+            Some((_, p)) => match p.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return bad("is not a host"),
+            },
+            None => return bad("is not a host"),
+        }
+    } else {
+        match e.split_once(':') {
+            Some((_, p)) if !p.contains(':') => Some(p),
+            Some(_) => return bad("is an IPv6 address without brackets ([fd00::5]:80)"),
+            None => None,
+        }
+    };
+    match port.map(str::parse::<u16>) {
+        Some(Ok(0)) | Some(Err(_)) => bad("has a port that is not a number from 1 to 65535"),
+        _ => Ok(()),
+    }
+}
+
 fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
     let probe = url.replace("{camera}", "camera");
     match reqwest::Url::parse(&probe) {
@@ -378,6 +415,9 @@ pub(super) fn validate(list: &Option<Vec<SourceConfig>>) -> Result<(), ConfigErr
                     ("image_base64", &j.image_base64),
                 ] {
                     check_pointer(&format!("{at}.json.{k}"), p)?;
+                }
+                for h in g.allowed_hosts.iter().flat_map(|l| &l.0) {
+                    check_allowed_host(&format!("{at}.allowed_hosts"), h)?;
                 }
                 if let Some(url) = &g.snapshot.url {
                     check_url(&format!("{at}.snapshot.url"), url)?;
@@ -553,6 +593,27 @@ sources:
             .unwrap_err()
             .to_string();
         assert!(e.contains("sources[0].cameras.gate.url"), "{e}");
+        for (entry, why) in [
+            ("http://nvr.lan", "is not a host"),
+            ("nvr.lan:http", "not a number"),
+            ("fd00::5", "without brackets"),
+        ] {
+            let e = load(&format!(
+                "sources:\n  - kind: mqtt\n    topic: t\n    allowed_hosts: [\"{entry}\"]\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("sources[0].allowed_hosts") && e.contains(why),
+                "{entry}: {e}"
+            );
+        }
+        for entry in ["nvr.lan", "nvr.lan:81", "[fd00::5]:80", "[fd00::5]"] {
+            load(&format!(
+                "sources:\n  - kind: mqtt\n    topic: t\n    allowed_hosts: [\"{entry}\"]\n"
+            ))
+            .unwrap_or_else(|e| panic!("{entry}: {e}"));
+        }
         let e = load("sources: []\n").unwrap_err().to_string();
         assert!(e.contains("sources: the list is empty"), "{e}");
         let e = load("frigate:\n  username: u\n").unwrap_err().to_string();

@@ -14,9 +14,12 @@
 //! The camera is `json.camera`, else the fixed `camera`, else the topic level matched by the
 //! first `+`. Retained messages are replays on (re)connect: they only set switch state.
 //!
-//! A picture URL taken from a payload is fetched only if its host is in `allowed_hosts`
-//! (default: every host named in the configuration): otherwise anyone who can publish to the
-//! broker could make snapmail fetch arbitrary URLs inside the network.
+//! A picture URL taken from a payload is fetched only if its host and port are in
+//! `allowed_hosts` (default: the host and port of every URL named in the configuration):
+//! otherwise anyone who can publish to the broker could make snapmail fetch arbitrary URLs
+//! inside the network. An entry without a port (`nvr.lan`) allows every port of that host;
+//! the defaults always carry one, so naming Frigate does not open every service on its
+//! machine. The fetch follows redirects on that same host and port only.
 
 use std::collections::HashMap;
 
@@ -110,19 +113,10 @@ impl Generic {
         }
     }
 
-    /// A URL from a payload, if its host is allowed.
+    /// A URL from a payload, if its host and port are allowed.
     fn payload_url(&self, camera: &str, url: &str) -> SnapshotSource {
-        let host = reqwest::Url::parse(url).ok().and_then(|u| {
-            if !matches!(u.scheme(), "http" | "https") {
-                return None;
-            }
-            let host = u.host_str()?.to_ascii_lowercase();
-            Some((
-                host.clone(),
-                format!("{host}:{}", u.port_or_known_default()?),
-            ))
-        });
-        let Some((host, host_port)) = host else {
+        let key = format!("sources[{}].allowed_hosts", self.index);
+        let Some((host, host_port)) = host_and_port(url) else {
             return SnapshotSource::None {
                 reason: format!("the picture URL in the message is not an http(s) URL: {url:?}"),
             };
@@ -132,11 +126,13 @@ impl Generic {
             .iter()
             .any(|h| *h == host || *h == host_port)
         {
-            return SnapshotSource::Url(url.to_owned());
+            return SnapshotSource::Url {
+                url: url.to_owned(),
+                key,
+            };
         }
         let reason = format!(
-            "the picture URL in the message points at {host}, which is not in sources[{}].allowed_hosts; not fetched (add the host there if it is yours)",
-            self.index
+            "the picture URL in the message points at {host_port}, which is not in {key}; not fetched (add it there if it is yours)"
         );
         warn!(camera, "{reason}");
         SnapshotSource::None { reason }
@@ -273,6 +269,18 @@ impl Decoder for Generic {
         ev.snapshot = self.configured_snapshot(&camera);
         Decoded::Event(Box::new(ev))
     }
+}
+
+/// `(host, host:port)` of an http(s) URL, lower case, with the scheme's port when none is
+/// written; `None` for anything else.
+pub(super) fn host_and_port(url: &str) -> Option<(String, String)> {
+    let u = reqwest::Url::parse(url).ok()?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return None;
+    }
+    let host = u.host_str()?.to_ascii_lowercase();
+    let port = u.port_or_known_default()?;
+    Some((host.clone(), format!("{host}:{port}")))
 }
 
 /// A JSON string or number as text.
@@ -450,7 +458,10 @@ mod tests {
         };
         assert_eq!(
             e.snapshot,
-            SnapshotSource::Url("http://NVR.lan:81/image/gate".into())
+            SnapshotSource::Url {
+                url: "http://NVR.lan:81/image/gate".into(),
+                key: "sources[0].allowed_hosts".into()
+            }
         );
         let evil = br#"{"url": "http://169.254.169.254/latest/meta-data"}"#;
         let Decoded::Event(e) = d.decode(msg("t", evil)) else {
@@ -458,6 +469,52 @@ mod tests {
         };
         assert!(matches!(&e.snapshot, SnapshotSource::None { reason }
             if reason.contains("169.254.169.254") && reason.contains("sources[0].allowed_hosts")));
+    }
+
+    #[test]
+    fn default_hosts_allow_their_own_port_only() {
+        // The defaults are `host:port` (config_hosts): Frigate's API, not its whole machine.
+        let mut d = Generic::new(
+            1,
+            &GenericSource {
+                topic: "t".into(),
+                camera: Some("gate".into()),
+                json: JsonFields {
+                    image_url: Some("/url".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            &["frigate.lan:5000".into(), "nvr.lan:80".into()],
+        );
+        let mut snapshot = |url: &str| {
+            let p = format!(r#"{{"url": "{url}"}}"#);
+            match d.decode(msg("t", p.as_bytes())) {
+                Decoded::Event(e) => e.snapshot,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(matches!(
+            snapshot("http://frigate.lan:5000/api/gate/latest.jpg"),
+            SnapshotSource::Url { .. }
+        ));
+        assert!(matches!(
+            snapshot("http://nvr.lan/image/gate"),
+            SnapshotSource::Url { .. }
+        ));
+        for other_port in [
+            "http://frigate.lan:22/",
+            "http://frigate.lan/",
+            "https://frigate.lan:8971/api/x",
+            "https://nvr.lan/image/gate",
+        ] {
+            let got = snapshot(other_port);
+            assert!(
+                matches!(&got, SnapshotSource::None { reason }
+                    if reason.contains("not in sources[1].allowed_hosts")),
+                "{other_port}: {got:?}"
+            );
+        }
     }
 
     #[test]
