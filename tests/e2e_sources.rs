@@ -140,6 +140,62 @@ async fn snapshot_topic_mails_the_payload_and_ignores_the_retained_replay() {
     assert_eq!(r.smtp.messages().len(), 1, "the replay did not mail");
 }
 
+/// A picture over `max_bytes` is not mailed; the first one on each topic (the retained
+/// replay too) says so at warn level, naming the key and the size; the rest stay at debug.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_snapshot_is_logged_once_per_topic_naming_max_bytes() {
+    let r = rig::start(64, 64).await;
+    let big = images::camera_jpeg(2560, 1440, 92);
+    assert!(big.len() > 150_000, "{} bytes", big.len());
+    r.broker
+        .publish("frigate/driveway/person/snapshot", &big, true)
+        .await;
+    let d = crate::support::daemon::Daemon::start(
+        Some(&with_sources(
+            &r,
+            "  - kind: frigate_snapshot\n    max_bytes: 150000",
+        )),
+        &[],
+    );
+    d.wait_for_log("mqtt: subscribed", T).await;
+    let warning = format!(
+        "pictures on frigate/driveway/person/snapshot are not mailed: this one is {} bytes, over sources[0].max_bytes (150000); raise sources[0].max_bytes",
+        big.len()
+    );
+    d.wait_for_log(&warning, T).await;
+    for _ in 0..2 {
+        r.broker
+            .publish("frigate/driveway/person/snapshot", &big, false)
+            .await;
+    }
+    r.broker
+        .publish("frigate/garden/person/snapshot", &big, false)
+        .await;
+    // Messages are decoded in order: once this one mails, the ones before were seen.
+    r.broker
+        .publish(
+            "frigate/porch/person/snapshot",
+            &images::camera_jpeg(320, 240, 80),
+            false,
+        )
+        .await;
+    let mails = r.smtp.wait_for_messages(1, T).await;
+    assert_eq!(mails[0].header("Subject").as_deref(), Some("porch: person"));
+    assert_eq!(d.count_log("are not mailed"), 2, "{}", d.logs());
+    assert_eq!(
+        d.count_log("pictures on frigate/garden/person/snapshot are not mailed"),
+        1
+    );
+    assert!(
+        d.logs()
+            .lines()
+            .any(|l| l.contains(&warning) && l.contains("WARN")),
+        "{}",
+        d.logs()
+    );
+    assert_eq!(r.smtp.messages().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hikvision_bridge_event_fetches_the_picture_with_digest_auth() {
     let r = rig::start(64, 64).await;

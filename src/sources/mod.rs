@@ -42,7 +42,7 @@ pub fn decoders(config: &Config) -> Vec<Box<dyn Decoder>> {
                     &f.severity.0,
                 )),
                 SourceConfig::FrigateSnapshot(f) => Box::new(
-                    frigate_snapshot::FrigateSnapshot::new(&prefix(&f.topic_prefix), f),
+                    frigate_snapshot::FrigateSnapshot::new(i, &prefix(&f.topic_prefix), f),
                 ),
                 SourceConfig::HikvisionBridge(h) => Box::new(hikvision::HikvisionBridge::new(i, h)),
                 SourceConfig::Mqtt(g) => Box::new(generic::Generic::new(i, g, &hosts)),
