@@ -362,6 +362,86 @@ async fn on_off_topic_mails_once_per_rising_edge() {
     assert_eq!(r.smtp.messages().len(), 4);
 }
 
+/// amcrest2mqtt publishes `{"Code": "VideoMotion", "action": "Start"|"Stop"}` on
+/// `amcrest2mqtt/<serial>/event`, every message retained. With `on_values: [Start]` and
+/// `off_values: [Stop]` only the start mails; the picture comes from the camera's
+/// `snapshot.cgi` with Digest auth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amcrest2mqtt_start_mails_and_stop_does_not() {
+    const FIXTURE: &str = include_str!("fixtures/amcrest2mqtt.txt");
+    let lines: Vec<(&str, &str)> = FIXTURE
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut parts = l.split('\t');
+            (parts.next().unwrap(), parts.next().unwrap().trim())
+        })
+        .collect();
+    let event = |action: &str| {
+        lines
+            .iter()
+            .find(|(t, p)| t.ends_with("/event") && p.contains(action))
+            .copied()
+            .unwrap()
+    };
+    let (topic, stop) = event("\"Stop\"");
+    let r = rig::start(64, 64).await;
+    let camera = http::start(http::digest_protected(
+        "admin",
+        "cam-pass",
+        "Login to AMC",
+        {
+            let jpeg = images::camera_jpeg(640, 480, 80);
+            move |req: &Request| match req.path.as_str() {
+                "/cgi-bin/snapshot.cgi?channel=1" => Response::jpeg(jpeg.clone()),
+                _ => Response::status(404, "no"),
+            }
+        },
+    ))
+    .await;
+    let sources = format!(
+        r#"  - kind: mqtt
+    topic: amcrest2mqtt/+/event
+    json: {{state: /action, label: /Code}}
+    on_values: [Start]
+    off_values: [Stop]
+    snapshot: {{url: "{}/cgi-bin/snapshot.cgi?channel=1", username: admin, password: cam-pass}}"#,
+        camera.url()
+    );
+    // The broker holds the last event (a Stop) from before snapmail started.
+    r.broker.publish(topic, stop.as_bytes(), true).await;
+    let d = crate::support::daemon::Daemon::start(
+        Some(&with_sources(&r, &sources)),
+        &[("SNAPMAIL__RATE_LIMIT__COOLDOWN", "0s")],
+    );
+    d.wait_for_log("mqtt: subscribed", T).await;
+    d.wait_for_log("retained message: a replay", T).await;
+
+    // Every line of the fixture, retained as amcrest2mqtt sends them.
+    for (t, payload) in &lines {
+        r.broker.publish(t, payload.as_bytes(), true).await;
+    }
+    let mails = r.smtp.wait_for_messages(1, T).await;
+    assert_eq!(
+        mails[0].header("Subject").as_deref(),
+        Some("AMC0458F1C2A9B7E31: VideoMotion")
+    );
+    let (jpeg, _) = open(&mails[0]);
+    assert_eq!(images::decode_dims(&jpeg.expect("a picture")), (640, 480));
+    d.wait_for_log("AMC0458F1C2A9B7E31: state Stop is not a rising edge", T)
+        .await;
+
+    // The next Start mails again; a repeated Start does not.
+    let (_, start) = event("\"Start\"");
+    for _ in 0..2 {
+        r.broker.publish(topic, start.as_bytes(), true).await;
+    }
+    r.smtp.wait_for_messages(2, T).await;
+    d.wait_for_log("AMC0458F1C2A9B7E31: state Start is not a rising edge", T)
+        .await;
+    assert_eq!(r.smtp.messages().len(), 2, "{}", d.logs());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_json_with_a_base64_picture() {
     use base64::Engine;

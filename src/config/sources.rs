@@ -90,8 +90,12 @@ pub const KINDS: &[Kind] = &[
     Kind {
         name: "mqtt",
         summary: "Any topic: ON/OFF switches (Amcrest, Dahua, Blue Iris, Home Assistant), JSON from scripts, raw JPEGs",
-        example: "  - kind: mqtt\n    topic: cameras/+/motion\n    snapshot:\n      url: \"http://nvr.lan/image/{camera}\"\n  - kind: mqtt\n    topic: scripts/#\n    json:\n      camera: /camera\n      label: /label\n      score: /score\n      id: /id\n      image_base64: /image\n      image_url: /url\n",
-        topics: &["cameras/porch/motion", "scripts/alert"],
+        example: "  - kind: mqtt\n    topic: cameras/+/motion\n    snapshot:\n      url: \"http://nvr.lan/image/{camera}\"\n  - kind: mqtt\n    topic: scripts/#\n    json:\n      camera: /camera\n      label: /label\n      score: /score\n      id: /id\n      image_base64: /image\n      image_url: /url\n  - kind: mqtt\n    topic: amcrest2mqtt/+/event\n    json:\n      state: /action\n      label: /Code\n    on_values: [Start]\n    off_values: [Stop]\n",
+        topics: &[
+            "cameras/porch/motion",
+            "scripts/alert",
+            "amcrest2mqtt/AMC0458F1C2A9B7E31/event",
+        ],
     },
 ];
 
@@ -209,12 +213,23 @@ pub struct GenericSource {
     /// Hosts a snapshot URL taken from a payload may point at: `host:port`, or `host` for
     /// every port of it (default: the `host:port` of every URL in this configuration).
     pub allowed_hosts: Option<StringList>,
+    /// Words (a whole payload, or `json.state`) that mean "on"; any case. Set together with
+    /// `off_values`; they replace the defaults ([`DEFAULT_ON_VALUES`]).
+    pub on_values: Option<StringList>,
+    /// Words that mean "off" (default [`DEFAULT_OFF_VALUES`]).
+    pub off_values: Option<StringList>,
 }
+
+/// What a switch says "on" with when `on_values` is not set.
+pub const DEFAULT_ON_VALUES: &[&str] = &["on", "1", "true"];
+/// What a switch says "off" with when `off_values` is not set.
+pub const DEFAULT_OFF_VALUES: &[&str] = &["off", "0", "false"];
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JsonFields {
-    /// ON/OFF state (`/state`); when present, only the rising edge mails.
+    /// On/off state (`/state`): when it holds one of `on_values`/`off_values`, only the
+    /// rising edge mails.
     pub state: Option<String>,
     pub camera: Option<String>,
     pub label: Option<String>,
@@ -308,6 +323,37 @@ fn check_filter(key: &str, topic: &str) -> Result<(), ConfigError> {
                 "{key}: {topic:?}: # may only be the last topic level"
             )));
         }
+    }
+    Ok(())
+}
+
+/// `on_values` and `off_values`: both or neither, neither empty (blank words are dropped
+/// when the list is read), no word in both.
+fn check_switch_words(at: &str, g: &GenericSource) -> Result<(), ConfigError> {
+    let (on, off) = match (&g.on_values, &g.off_values) {
+        (None, None) => return Ok(()),
+        (Some(on), Some(off)) => (&on.0, &off.0),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(invalid(format!(
+                "{at}: on_values and off_values go together (e.g. on_values: [Start] and off_values: [Stop]); set both or neither"
+            )))
+        }
+    };
+    for (key, words) in [("on_values", on), ("off_values", off)] {
+        if words.is_empty() {
+            return Err(invalid(format!(
+                "{at}.{key}: empty; list the words that mean {}",
+                if key == "on_values" { "on" } else { "off" }
+            )));
+        }
+    }
+    if let Some(both) = on
+        .iter()
+        .find(|w| off.iter().any(|o| o.trim().eq_ignore_ascii_case(w.trim())))
+    {
+        return Err(invalid(format!(
+            "{at}: {both:?} is in both on_values and off_values; a word can mean only one of them"
+        )));
     }
     Ok(())
 }
@@ -416,6 +462,7 @@ pub(super) fn validate(list: &Option<Vec<SourceConfig>>) -> Result<(), ConfigErr
                 ] {
                     check_pointer(&format!("{at}.json.{k}"), p)?;
                 }
+                check_switch_words(&at, g)?;
                 for h in g.allowed_hosts.iter().flat_map(|l| &l.0) {
                     check_allowed_host(&format!("{at}.allowed_hosts"), h)?;
                 }
@@ -614,6 +661,33 @@ sources:
             ))
             .unwrap_or_else(|e| panic!("{entry}: {e}"));
         }
+        let mqtt = |extra: &str| load(&format!("sources:\n  - kind: mqtt\n    topic: t\n{extra}"));
+        for (extra, key) in [
+            (
+                "    on_values: [Start]\n",
+                "sources[0]: on_values and off_values go together",
+            ),
+            (
+                "    off_values: [Stop]\n",
+                "sources[0]: on_values and off_values go together",
+            ),
+            (
+                "    on_values: []\n    off_values: [Stop]\n",
+                "sources[0].on_values: empty",
+            ),
+            (
+                "    on_values: [Start]\n    off_values: [\" \"]\n",
+                "sources[0].off_values: empty",
+            ),
+            (
+                "    on_values: [Start, stop]\n    off_values: [Stop]\n",
+                "\"stop\" is in both",
+            ),
+        ] {
+            let e = mqtt(extra).unwrap_err().to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
+        mqtt("    on_values: [Start, motion]\n    off_values: Stop\n").unwrap();
         let e = load("sources: []\n").unwrap_err().to_string();
         assert!(e.contains("sources: the list is empty"), "{e}");
         let e = load("frigate:\n  username: u\n").unwrap_err().to_string();

@@ -3,11 +3,12 @@
 //!
 //! What a message may be:
 //! - a raw JPEG: mailed as is;
-//! - a switch word (`ON`/`OFF`, `on`/`off`, `1`/`0`, `true`/`false`): only the rising edge
-//!   (off → on) mails, per camera;
+//! - a switch word (`on_values`/`off_values`, any case; by default `on`/`off`, `1`/`0`,
+//!   `true`/`false`): only the rising edge (off → on) mails, per camera;
 //! - JSON: fields are picked with JSON pointers (`json.camera`, `json.label`, `json.score`,
 //!   `json.id`, `json.image_url`, `json.image_base64`); a `json.state` (default `/state`)
-//!   that holds a switch word makes it a switch;
+//!   that holds a switch word makes it a switch (amcrest2mqtt's `"action": "Start"`/`"Stop"`
+//!   with `on_values: [Start]`, `off_values: [Stop]`);
 //! - base64 text of a JPEG (starts with `/9j/`): mailed as the picture;
 //! - any other text: each message is an event.
 //!
@@ -27,8 +28,8 @@ use base64::Engine;
 use serde_json::Value;
 use tracing::warn;
 
-use super::{switch_state, unique_id, wildcards};
-use crate::config::sources::{GenericSource, JsonFields};
+use super::{unique_id, wildcards};
+use crate::config::sources::{GenericSource, JsonFields, DEFAULT_OFF_VALUES, DEFAULT_ON_VALUES};
 use crate::event::{Credentials, Event, SnapshotSource};
 use crate::mqtt::{Decoded, Decoder, Message};
 
@@ -43,6 +44,9 @@ pub struct Generic {
     frigate_latest: bool,
     credentials: Option<Credentials>,
     allowed_hosts: Vec<String>,
+    /// Words that mean on and off, lower case.
+    on_values: Vec<String>,
+    off_values: Vec<String>,
     /// Last switch state per topic and camera, for rising edges.
     states: HashMap<String, bool>,
 }
@@ -70,6 +74,11 @@ impl Generic {
                     .collect(),
                 None => config_hosts.to_vec(),
             },
+            on_values: words(cfg.on_values.as_ref().map(|l| &l.0[..]), DEFAULT_ON_VALUES),
+            off_values: words(
+                cfg.off_values.as_ref().map(|l| &l.0[..]),
+                DEFAULT_OFF_VALUES,
+            ),
             states: HashMap::new(),
         }
     }
@@ -83,6 +92,18 @@ impl Generic {
                     .filter(|s| !s.is_empty())
             })
             .unwrap_or_else(|| topic.to_owned())
+    }
+
+    /// `Some(true)` for an on word, `Some(false)` for an off word, `None` for anything else.
+    fn switch_state(&self, text: &str) -> Option<bool> {
+        let t = text.trim().to_lowercase();
+        if self.on_values.contains(&t) {
+            Some(true)
+        } else if self.off_values.contains(&t) {
+            Some(false)
+        } else {
+            None
+        }
     }
 
     /// Record `on` for `key`; true when it is a rising edge.
@@ -144,7 +165,7 @@ impl Generic {
         let camera = self.camera_for(topic, text_at(&self.json.camera));
         let state_pointer = self.json.state.clone().unwrap_or_else(|| "/state".into());
         if let Some(state) = v.pointer(&state_pointer).and_then(as_text) {
-            if let Some(on) = switch_state(&state) {
+            if let Some(on) = self.switch_state(&state) {
                 if !self.edge(format!("{topic}\u{0}{camera}"), on) {
                     return Decoded::Ignored(format!(
                         "{camera}: state {state} is not a rising edge"
@@ -231,7 +252,7 @@ impl Decoder for Generic {
                 }
                 None => (self.camera_for(msg.topic, None), Some(trimmed.to_owned())),
             };
-            if let Some(on) = state.as_deref().and_then(switch_state) {
+            if let Some(on) = state.as_deref().and_then(|s| self.switch_state(s)) {
                 self.states
                     .insert(format!("{}\u{0}{camera}", msg.topic), on);
             }
@@ -259,7 +280,7 @@ impl Decoder for Generic {
             };
             return Decoded::Event(Box::new(ev));
         }
-        if let Some(on) = switch_state(trimmed) {
+        if let Some(on) = self.switch_state(trimmed) {
             if !self.edge(format!("{}\u{0}{camera}", msg.topic), on) {
                 return Decoded::Ignored(format!("{camera}: {trimmed} is not a rising edge"));
             }
@@ -281,6 +302,14 @@ pub(super) fn host_and_port(url: &str) -> Option<(String, String)> {
     let host = u.host_str()?.to_ascii_lowercase();
     let port = u.port_or_known_default()?;
     Some((host.clone(), format!("{host}:{port}")))
+}
+
+/// The configured words, or the defaults, trimmed and lower case.
+fn words(configured: Option<&[String]>, default: &[&str]) -> Vec<String> {
+    match configured {
+        Some(list) => list.iter().map(|w| w.trim().to_lowercase()).collect(),
+        None => default.iter().map(|w| w.to_string()).collect(),
+    }
 }
 
 /// A JSON string or number as text.
@@ -351,6 +380,7 @@ fn path_segment(camera: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::sources::GenericSnapshot;
+    use crate::config::StringList;
 
     fn generic(topic: &str) -> Generic {
         Generic::new(
@@ -389,6 +419,57 @@ mod tests {
             d.decode(msg("cameras/gate/motion", b"ON")),
             Decoded::Event(_)
         ));
+    }
+
+    #[test]
+    fn default_switch_words_in_any_case_and_spacing() {
+        let d = generic("t");
+        for on in ["ON", "on", "1", "true", " On\n", "TRUE"] {
+            assert_eq!(d.switch_state(on), Some(true), "{on}");
+        }
+        for off in ["OFF", "off", "0", "false"] {
+            assert_eq!(d.switch_state(off), Some(false), "{off}");
+        }
+        assert_eq!(d.switch_state("Motion alarm"), None);
+        assert_eq!(d.switch_state("Start"), None);
+    }
+
+    #[test]
+    fn configured_switch_words_replace_the_defaults() {
+        // amcrest2mqtt's event topic: {"Code": "VideoMotion", "action": "Start"|"Stop"}.
+        let mut d = Generic::new(
+            0,
+            &GenericSource {
+                topic: "amcrest2mqtt/+/event".into(),
+                json: JsonFields {
+                    state: Some("/action".into()),
+                    label: Some("/Code".into()),
+                    ..Default::default()
+                },
+                on_values: Some(StringList(vec!["Start".into()])),
+                off_values: Some(StringList(vec![" STOP ".into()])),
+                ..Default::default()
+            },
+            &[],
+        );
+        let t = "amcrest2mqtt/AMC0458F1C2A9B7E31/event";
+        let start = br#"{"Code": "VideoMotion", "action": "Start", "index": "0"}"#;
+        let stop = br#"{"Code": "VideoMotion", "action": "Stop", "index": "0"}"#;
+        let Decoded::Event(e) = d.decode(msg(t, start)) else {
+            panic!()
+        };
+        assert_eq!(e.camera, "AMC0458F1C2A9B7E31");
+        assert_eq!(e.label.as_deref(), Some("VideoMotion"));
+        assert!(
+            matches!(d.decode(msg(t, start)), Decoded::Ignored(_)),
+            "still on"
+        );
+        assert!(matches!(d.decode(msg(t, stop)), Decoded::Ignored(w) if w.contains("Stop")));
+        assert!(matches!(d.decode(msg(t, start)), Decoded::Event(_)));
+        assert_eq!(d.switch_state("start"), Some(true));
+        assert_eq!(d.switch_state("stop"), Some(false));
+        // The defaults no longer apply: ON is just text.
+        assert_eq!(d.switch_state("ON"), None);
     }
 
     #[test]

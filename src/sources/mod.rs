@@ -99,15 +99,6 @@ pub fn wildcards<'t>(filter: &str, topic: &'t str) -> Option<Vec<&'t str>> {
     levels.next().is_none().then_some(out)
 }
 
-/// `ON`/`on`/`1`/`true` → on, `OFF`/`off`/`0`/`false` → off, anything else: not a switch.
-pub fn switch_state(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "on" | "1" | "true" => Some(true),
-        "off" | "0" | "false" => Some(false),
-        _ => None,
-    }
-}
-
 /// A Unix timestamp from a payload (Frigate's `start_time`) as a time, if it is one a mail
 /// can show: finite, not negative, before the year 10000. Absurd values would otherwise
 /// panic in `Duration::from_secs_f64` or later when the mail's date is written.
@@ -150,17 +141,6 @@ mod tests {
         assert_eq!(wildcards("cameras/+", "cameras/a/b"), None);
         assert_eq!(wildcards("a/#", "a/b/c"), Some(vec!["b/c"]));
         assert_eq!(wildcards("a/b", "a/b"), Some(vec![]));
-    }
-
-    #[test]
-    fn switch_words() {
-        for on in ["ON", "on", "1", "true", " On\n"] {
-            assert_eq!(switch_state(on), Some(true), "{on}");
-        }
-        for off in ["OFF", "off", "0", "false"] {
-            assert_eq!(switch_state(off), Some(false), "{off}");
-        }
-        assert_eq!(switch_state("Motion alarm"), None);
     }
 
     #[test]
