@@ -6,8 +6,8 @@
 #   scripts/supply-chain.sh                  # audit the project's lock files
 #   scripts/supply-chain.sh path/Cargo.lock  # audit another lock file (e.g. an older one)
 #
-# cargo-audit is installed from crates.io at a pinned version the first time (it compiles
-# for several minutes, which is why this is not part of .ci/run).
+# cargo-audit is installed from crates.io at a pinned version the first time (292 crates,
+# about 9 minutes of CPU time, which is why this is not part of .ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
