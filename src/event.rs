@@ -20,8 +20,9 @@ pub enum SnapshotSource {
     /// Image bytes that arrived with the message (shared, not copied, on their way to the
     /// image worker).
     Inline(bytes::Bytes),
-    /// A URL to fetch.
-    Url(String),
+    /// A URL from a message, fetched because `key` (`sources[N].allowed_hosts`) let its
+    /// host and port through.
+    Url { url: String, key: String },
     /// No picture; the mail says why.
     None { reason: String },
     /// Frigate's `GET /api/<camera>/latest.jpg` (the current frame).

@@ -140,6 +140,62 @@ async fn snapshot_topic_mails_the_payload_and_ignores_the_retained_replay() {
     assert_eq!(r.smtp.messages().len(), 1, "the replay did not mail");
 }
 
+/// A picture over `max_bytes` is not mailed; the first one on each topic (the retained
+/// replay too) says so at warn level, naming the key and the size; the rest stay at debug.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_snapshot_is_logged_once_per_topic_naming_max_bytes() {
+    let r = rig::start(64, 64).await;
+    let big = images::camera_jpeg(2560, 1440, 92);
+    assert!(big.len() > 150_000, "{} bytes", big.len());
+    r.broker
+        .publish("frigate/driveway/person/snapshot", &big, true)
+        .await;
+    let d = crate::support::daemon::Daemon::start(
+        Some(&with_sources(
+            &r,
+            "  - kind: frigate_snapshot\n    max_bytes: 150000",
+        )),
+        &[],
+    );
+    d.wait_for_log("mqtt: subscribed", T).await;
+    let warning = format!(
+        "pictures on frigate/driveway/person/snapshot are not mailed: this one is {} bytes, over sources[0].max_bytes (150000); raise sources[0].max_bytes",
+        big.len()
+    );
+    d.wait_for_log(&warning, T).await;
+    for _ in 0..2 {
+        r.broker
+            .publish("frigate/driveway/person/snapshot", &big, false)
+            .await;
+    }
+    r.broker
+        .publish("frigate/garden/person/snapshot", &big, false)
+        .await;
+    // Messages are decoded in order: once this one mails, the ones before were seen.
+    r.broker
+        .publish(
+            "frigate/porch/person/snapshot",
+            &images::camera_jpeg(320, 240, 80),
+            false,
+        )
+        .await;
+    let mails = r.smtp.wait_for_messages(1, T).await;
+    assert_eq!(mails[0].header("Subject").as_deref(), Some("porch: person"));
+    assert_eq!(d.count_log("are not mailed"), 2, "{}", d.logs());
+    assert_eq!(
+        d.count_log("pictures on frigate/garden/person/snapshot are not mailed"),
+        1
+    );
+    assert!(
+        d.logs()
+            .lines()
+            .any(|l| l.contains(&warning) && l.contains("WARN")),
+        "{}",
+        d.logs()
+    );
+    assert_eq!(r.smtp.messages().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hikvision_bridge_event_fetches_the_picture_with_digest_auth() {
     let r = rig::start(64, 64).await;
@@ -306,6 +362,86 @@ async fn on_off_topic_mails_once_per_rising_edge() {
     assert_eq!(r.smtp.messages().len(), 4);
 }
 
+/// amcrest2mqtt publishes `{"Code": "VideoMotion", "action": "Start"|"Stop"}` on
+/// `amcrest2mqtt/<serial>/event`, every message retained. With `on_values: [Start]` and
+/// `off_values: [Stop]` only the start mails; the picture comes from the camera's
+/// `snapshot.cgi` with Digest auth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amcrest2mqtt_start_mails_and_stop_does_not() {
+    const FIXTURE: &str = include_str!("fixtures/amcrest2mqtt.txt");
+    let lines: Vec<(&str, &str)> = FIXTURE
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut parts = l.split('\t');
+            (parts.next().unwrap(), parts.next().unwrap().trim())
+        })
+        .collect();
+    let event = |action: &str| {
+        lines
+            .iter()
+            .find(|(t, p)| t.ends_with("/event") && p.contains(action))
+            .copied()
+            .unwrap()
+    };
+    let (topic, stop) = event("\"Stop\"");
+    let r = rig::start(64, 64).await;
+    let camera = http::start(http::digest_protected(
+        "admin",
+        "cam-pass",
+        "Login to AMC",
+        {
+            let jpeg = images::camera_jpeg(640, 480, 80);
+            move |req: &Request| match req.path.as_str() {
+                "/cgi-bin/snapshot.cgi?channel=1" => Response::jpeg(jpeg.clone()),
+                _ => Response::status(404, "no"),
+            }
+        },
+    ))
+    .await;
+    let sources = format!(
+        r#"  - kind: mqtt
+    topic: amcrest2mqtt/+/event
+    json: {{state: /action, label: /Code}}
+    on_values: [Start]
+    off_values: [Stop]
+    snapshot: {{url: "{}/cgi-bin/snapshot.cgi?channel=1", username: admin, password: cam-pass}}"#,
+        camera.url()
+    );
+    // The broker holds the last event (a Stop) from before snapmail started.
+    r.broker.publish(topic, stop.as_bytes(), true).await;
+    let d = crate::support::daemon::Daemon::start(
+        Some(&with_sources(&r, &sources)),
+        &[("SNAPMAIL__RATE_LIMIT__COOLDOWN", "0s")],
+    );
+    d.wait_for_log("mqtt: subscribed", T).await;
+    d.wait_for_log("retained message: a replay", T).await;
+
+    // Every line of the fixture, retained as amcrest2mqtt sends them.
+    for (t, payload) in &lines {
+        r.broker.publish(t, payload.as_bytes(), true).await;
+    }
+    let mails = r.smtp.wait_for_messages(1, T).await;
+    assert_eq!(
+        mails[0].header("Subject").as_deref(),
+        Some("AMC0458F1C2A9B7E31: VideoMotion")
+    );
+    let (jpeg, _) = open(&mails[0]);
+    assert_eq!(images::decode_dims(&jpeg.expect("a picture")), (640, 480));
+    d.wait_for_log("AMC0458F1C2A9B7E31: state Stop is not a rising edge", T)
+        .await;
+
+    // The next Start mails again; a repeated Start does not.
+    let (_, start) = event("\"Start\"");
+    for _ in 0..2 {
+        r.broker.publish(topic, start.as_bytes(), true).await;
+    }
+    r.smtp.wait_for_messages(2, T).await;
+    d.wait_for_log("AMC0458F1C2A9B7E31: state Start is not a rising edge", T)
+        .await;
+    assert_eq!(r.smtp.messages().len(), 2, "{}", d.logs());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_json_with_a_base64_picture() {
     use base64::Engine;
@@ -343,10 +479,20 @@ async fn payload_url_to_a_host_not_allowed_is_never_fetched() {
         move |_: &Request| Response::jpeg(jpeg.clone())
     })
     .await;
-    let sources = r#"  - kind: mqtt
+    // The first source has the default allowed_hosts: the host:port of every URL in the
+    // configuration, here only Frigate's (127.0.0.1:<frigate port>). The second lists the
+    // web server.
+    let sources = format!(
+        r#"  - kind: mqtt
     topic: scripts/+/alert
-    json: {image_url: /url}"#;
-    let d = crate::support::daemon::Daemon::start(Some(&with_sources(&r, sources)), &[]);
+    json: {{image_url: /url}}
+  - kind: mqtt
+    topic: listed/+/alert
+    json: {{image_url: /url}}
+    allowed_hosts: ["127.0.0.1:{}"]"#,
+        web.port
+    );
+    let d = crate::support::daemon::Daemon::start(Some(&with_sources(&r, &sources)), &[]);
     d.wait_for_log("mqtt: subscribed", T).await;
     // `localhost` is named nowhere in the configuration (only 127.0.0.1 is).
     let evil = format!(r#"{{"url": "http://localhost:{}/steal.jpg"}}"#, web.port);
@@ -359,15 +505,31 @@ async fn payload_url_to_a_host_not_allowed_is_never_fetched() {
     assert!(text.contains("not in sources[0].allowed_hosts"), "{text}");
     d.wait_for_log("which is not in sources[0].allowed_hosts; not fetched", T)
         .await;
-    assert_eq!(web.request_count(), 0, "no request reached the server");
 
-    // The same server by the address the configuration names is fetched.
-    let ok = format!(r#"{{"url": "http://127.0.0.1:{}/ok.jpg"}}"#, web.port);
+    // Frigate's host, but another port: the default names Frigate's API, not every
+    // service on its machine.
+    let other_port = format!(r#"{{"url": "http://127.0.0.1:{}/ok.jpg"}}"#, web.port);
     r.broker
-        .publish("scripts/porch/alert", ok.as_bytes(), false)
+        .publish("scripts/porch/alert", other_port.as_bytes(), false)
         .await;
     let mails = r.smtp.wait_for_messages(2, T).await;
-    assert!(open(&mails[1]).0.is_some());
+    let (jpeg, text) = open(&mails[1]);
+    assert!(jpeg.is_none());
+    assert!(
+        text.contains(&format!(
+            "points at 127.0.0.1:{}, which is not in sources[0].allowed_hosts",
+            web.port
+        )),
+        "{text}"
+    );
+    assert_eq!(web.request_count(), 0, "no request reached the server");
+
+    // Listed with its port, the same URL is fetched.
+    r.broker
+        .publish("listed/yard/alert", other_port.as_bytes(), false)
+        .await;
+    let mails = r.smtp.wait_for_messages(3, T).await;
+    assert!(open(&mails[2]).0.is_some());
     assert_eq!(web.requests().len(), 1);
     assert_eq!(web.requests()[0].path, "/ok.jpg");
 }

@@ -32,7 +32,10 @@ async fn a_downloaded_picture_holds_its_slot_until_its_bytes_are_dropped() {
     .await;
     let slots = Arc::new(Semaphore::new(2));
     let fetcher = fetcher(&slots);
-    let source = |path: &str| SnapshotSource::Url(format!("{}{path}", server.url()));
+    let source = |path: &str| SnapshotSource::Url {
+        url: format!("{}{path}", server.url()),
+        key: "sources[0].allowed_hosts".into(),
+    };
 
     let first = fetcher.fetch(&source("/a.jpg")).await.expect("picture");
     assert!(first.starts_with(&[0xFF, 0xD8]));
@@ -86,7 +89,10 @@ async fn no_connection_is_kept_between_pictures() {
     let server = http::start(move |_: &http::Request| Response::jpeg(jpeg.clone())).await;
     let slots = Arc::new(Semaphore::new(2));
     let fetcher = fetcher(&slots);
-    let url = SnapshotSource::Url(format!("{}/latest.jpg", server.url()));
+    let url = SnapshotSource::Url {
+        url: format!("{}/latest.jpg", server.url()),
+        key: "sources[0].allowed_hosts".into(),
+    };
     for n in 1..=3 {
         let picture = fetcher.fetch(&url).await.expect("picture");
         assert!(picture.starts_with(&[0xFF, 0xD8]));

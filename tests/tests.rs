@@ -24,5 +24,6 @@ mod properties;
 mod secrets;
 mod snapshot_fetch;
 mod snapshot_image;
+mod snapshot_redirects;
 mod start_log;
 mod support_selftest;

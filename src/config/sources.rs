@@ -90,8 +90,12 @@ pub const KINDS: &[Kind] = &[
     Kind {
         name: "mqtt",
         summary: "Any topic: ON/OFF switches (Amcrest, Dahua, Blue Iris, Home Assistant), JSON from scripts, raw JPEGs",
-        example: "  - kind: mqtt\n    topic: cameras/+/motion\n    snapshot:\n      url: \"http://nvr.lan/image/{camera}\"\n  - kind: mqtt\n    topic: scripts/#\n    json:\n      camera: /camera\n      label: /label\n      score: /score\n      id: /id\n      image_base64: /image\n      image_url: /url\n",
-        topics: &["cameras/porch/motion", "scripts/alert"],
+        example: "  - kind: mqtt\n    topic: cameras/+/motion\n    snapshot:\n      url: \"http://nvr.lan/image/{camera}\"\n  - kind: mqtt\n    topic: scripts/#\n    json:\n      camera: /camera\n      label: /label\n      score: /score\n      id: /id\n      image_base64: /image\n      image_url: /url\n  - kind: mqtt\n    topic: amcrest2mqtt/+/event\n    json:\n      state: /action\n      label: /Code\n    on_values: [Start]\n    off_values: [Stop]\n",
+        topics: &[
+            "cameras/porch/motion",
+            "scripts/alert",
+            "amcrest2mqtt/AMC0458F1C2A9B7E31/event",
+        ],
     },
 ];
 
@@ -206,15 +210,26 @@ pub struct GenericSource {
     pub json: JsonFields,
     /// Where the picture comes from when the message does not carry one.
     pub snapshot: GenericSnapshot,
-    /// Hosts a snapshot URL taken from a payload may point at (default: the hosts named
-    /// anywhere in this configuration).
+    /// Hosts a snapshot URL taken from a payload may point at: `host:port`, or `host` for
+    /// every port of it (default: the `host:port` of every URL in this configuration).
     pub allowed_hosts: Option<StringList>,
+    /// Words (a whole payload, or `json.state`) that mean "on"; any case. Set together with
+    /// `off_values`; they replace the defaults ([`DEFAULT_ON_VALUES`]).
+    pub on_values: Option<StringList>,
+    /// Words that mean "off" (default [`DEFAULT_OFF_VALUES`]).
+    pub off_values: Option<StringList>,
 }
+
+/// What a switch says "on" with when `on_values` is not set.
+pub const DEFAULT_ON_VALUES: &[&str] = &["on", "1", "true"];
+/// What a switch says "off" with when `off_values` is not set.
+pub const DEFAULT_OFF_VALUES: &[&str] = &["off", "0", "false"];
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JsonFields {
-    /// ON/OFF state (`/state`); when present, only the rising edge mails.
+    /// On/off state (`/state`): when it holds one of `on_values`/`off_values`, only the
+    /// rising edge mails.
     pub state: Option<String>,
     pub camera: Option<String>,
     pub label: Option<String>,
@@ -312,6 +327,74 @@ fn check_filter(key: &str, topic: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `on_values` and `off_values`: both or neither, neither empty (blank words are dropped
+/// when the list is read), no word in both.
+fn check_switch_words(at: &str, g: &GenericSource) -> Result<(), ConfigError> {
+    let (on, off) = match (&g.on_values, &g.off_values) {
+        (None, None) => return Ok(()),
+        (Some(on), Some(off)) => (&on.0, &off.0),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(invalid(format!(
+                "{at}: on_values and off_values go together (e.g. on_values: [Start] and off_values: [Stop]); set both or neither"
+            )))
+        }
+    };
+    for (key, words) in [("on_values", on), ("off_values", off)] {
+        if words.is_empty() {
+            return Err(invalid(format!(
+                "{at}.{key}: empty; list the words that mean {}",
+                if key == "on_values" { "on" } else { "off" }
+            )));
+        }
+    }
+    if let Some(both) = on
+        .iter()
+        .find(|w| off.iter().any(|o| o.trim().eq_ignore_ascii_case(w.trim())))
+    {
+        return Err(invalid(format!(
+            "{at}: {both:?} is in both on_values and off_values; a word can mean only one of them"
+        )));
+    }
+    Ok(())
+}
+
+/// `nvr.lan`, `nvr.lan:81`, `192.168.1.5:8080`, `[fd00::5]:80`: a host, maybe with a port,
+/// never a URL.
+fn check_allowed_host(key: &str, entry: &str) -> Result<(), ConfigError> {
+    let e = entry.trim();
+    let bad = |why: &str| {
+        Err(invalid(format!(
+            "{key}: {entry:?} {why}; write a host (nvr.lan, every port) or host:port (nvr.lan:81)"
+        )))
+    };
+    if e.is_empty() {
+        return bad("is empty");
+    }
+    if e.contains("://") || e.contains('/') || e.contains('@') {
+        return bad("is not a host");
+    }
+    let port = if let Some(rest) = e.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((_, "")) => None,
+            Some((_, p)) => match p.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return bad("is not a host"),
+            },
+            None => return bad("is not a host"),
+        }
+    } else {
+        match e.split_once(':') {
+            Some((_, p)) if !p.contains(':') => Some(p),
+            Some(_) => return bad("is an IPv6 address without brackets ([fd00::5]:80)"),
+            None => None,
+        }
+    };
+    match port.map(str::parse::<u16>) {
+        Some(Ok(0)) | Some(Err(_)) => bad("has a port that is not a number from 1 to 65535"),
+        _ => Ok(()),
+    }
+}
+
 fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
     let probe = url.replace("{camera}", "camera");
     match reqwest::Url::parse(&probe) {
@@ -378,6 +461,10 @@ pub(super) fn validate(list: &Option<Vec<SourceConfig>>) -> Result<(), ConfigErr
                     ("image_base64", &j.image_base64),
                 ] {
                     check_pointer(&format!("{at}.json.{k}"), p)?;
+                }
+                check_switch_words(&at, g)?;
+                for h in g.allowed_hosts.iter().flat_map(|l| &l.0) {
+                    check_allowed_host(&format!("{at}.allowed_hosts"), h)?;
                 }
                 if let Some(url) = &g.snapshot.url {
                     check_url(&format!("{at}.snapshot.url"), url)?;
@@ -553,6 +640,54 @@ sources:
             .unwrap_err()
             .to_string();
         assert!(e.contains("sources[0].cameras.gate.url"), "{e}");
+        for (entry, why) in [
+            ("http://nvr.lan", "is not a host"),
+            ("nvr.lan:http", "not a number"),
+            ("fd00::5", "without brackets"),
+        ] {
+            let e = load(&format!(
+                "sources:\n  - kind: mqtt\n    topic: t\n    allowed_hosts: [\"{entry}\"]\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("sources[0].allowed_hosts") && e.contains(why),
+                "{entry}: {e}"
+            );
+        }
+        for entry in ["nvr.lan", "nvr.lan:81", "[fd00::5]:80", "[fd00::5]"] {
+            load(&format!(
+                "sources:\n  - kind: mqtt\n    topic: t\n    allowed_hosts: [\"{entry}\"]\n"
+            ))
+            .unwrap_or_else(|e| panic!("{entry}: {e}"));
+        }
+        let mqtt = |extra: &str| load(&format!("sources:\n  - kind: mqtt\n    topic: t\n{extra}"));
+        for (extra, key) in [
+            (
+                "    on_values: [Start]\n",
+                "sources[0]: on_values and off_values go together",
+            ),
+            (
+                "    off_values: [Stop]\n",
+                "sources[0]: on_values and off_values go together",
+            ),
+            (
+                "    on_values: []\n    off_values: [Stop]\n",
+                "sources[0].on_values: empty",
+            ),
+            (
+                "    on_values: [Start]\n    off_values: [\" \"]\n",
+                "sources[0].off_values: empty",
+            ),
+            (
+                "    on_values: [Start, stop]\n    off_values: [Stop]\n",
+                "\"stop\" is in both",
+            ),
+        ] {
+            let e = mqtt(extra).unwrap_err().to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
+        mqtt("    on_values: [Start, motion]\n    off_values: Stop\n").unwrap();
         let e = load("sources: []\n").unwrap_err().to_string();
         assert!(e.contains("sources: the list is empty"), "{e}");
         let e = load("frigate:\n  username: u\n").unwrap_err().to_string();

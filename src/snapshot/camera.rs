@@ -5,12 +5,14 @@
 //! credentials, and a 401's `WWW-Authenticate` challenge is answered once with the
 //! `digest_auth` crate. Hikvision reports failures as HTTP 200 with an XML
 //! `<ResponseStatus>` body, so a 200 is only a picture if its bytes say so (`FF D8`).
+//! Redirects are followed on the camera's own host and port only.
 
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 
-use super::http::{parse_url, FetchError, Http};
+use super::excerpt;
+use super::http::{is_picture, parse_url, Answer, FetchError, Http};
 use crate::event::Credentials;
 use crate::xml::xml_text;
 
@@ -23,7 +25,15 @@ pub async fn fetch(
     key: &str,
 ) -> Result<Bytes, FetchError> {
     let (parsed, shown) = parse_url(url)?;
-    let mut answer = http.send(http.client.get(parsed.clone()), &shown).await?;
+    let redirect_fix = || {
+        format!(
+            "a camera is fetched only from its own host and port; set {key}.url to the address it redirects to"
+        )
+    };
+    let mut answer = http
+        .send(http.client.get(parsed.clone()), &shown)
+        .await
+        .map_err(|e| e.redirect_fix(redirect_fix))?;
     if answer.status == StatusCode::UNAUTHORIZED {
         let Some(creds) = credentials else {
             return Err(FetchError::Login {
@@ -49,7 +59,8 @@ pub async fn fetch(
                 http.client.get(parsed).header(AUTHORIZATION, authorization),
                 &shown,
             )
-            .await?;
+            .await
+            .map_err(|e| e.redirect_fix(redirect_fix))?;
         if answer.status == StatusCode::UNAUTHORIZED {
             return Err(FetchError::Login {
                 url: shown,
@@ -61,13 +72,16 @@ pub async fn fetch(
             });
         }
     }
-    let body = answer.into_body(&shown)?;
-    check_picture(&body).map_err(|message| FetchError::Camera {
-        url: shown,
-        message,
-        key: key.to_owned(),
-    })?;
-    Ok(body)
+    if let Err(message) = check_picture(&answer) {
+        if answer.status.is_success() {
+            return Err(FetchError::Camera {
+                url: shown,
+                message,
+                key: key.to_owned(),
+            });
+        }
+    }
+    answer.into_body(&shown)
 }
 
 /// The `Authorization` value answering the first Digest (preferred) or Basic challenge.
@@ -110,61 +124,61 @@ fn authorization(
 }
 
 /// Ok for a JPEG (`FF D8`) or another image format the decoder knows (PNG, WebP); else the
-/// camera's own message (`statusString` of an XML `ResponseStatus`) or a description.
-pub fn check_picture(body: &[u8]) -> Result<(), String> {
-    if body.starts_with(&[0xFF, 0xD8]) {
+/// camera's own message (`statusString` of an XML `ResponseStatus`) or a description of the
+/// answer that quotes no more than a short excerpt of text.
+fn check_picture(answer: &Answer) -> Result<(), String> {
+    let body = &answer.body;
+    if is_picture(body) {
         return Ok(());
-    }
-    if let Ok(format) = image::guess_format(body) {
-        if matches!(
-            format,
-            image::ImageFormat::Png | image::ImageFormat::WebP | image::ImageFormat::Jpeg
-        ) {
-            return Ok(());
-        }
     }
     let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
     if let Some(status) = xml_text(&text, "statusString") {
-        let mut message = format!("\"{status}\"");
+        let mut message = format!("\"{}\"", excerpt::excerpt(&status));
         if let Some(sub) = xml_text(&text, "subStatusCode") {
-            message.push_str(&format!(" ({sub})"));
+            message.push_str(&format!(" ({})", excerpt::excerpt(&sub)));
         }
         if let Some(code) = xml_text(&text, "statusCode") {
-            message.push_str(&format!(", statusCode {code}"));
+            message.push_str(&format!(", statusCode {}", excerpt::excerpt(&code)));
         }
         return Err(message);
     }
-    let head: String = text
-        .chars()
-        .take(80)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    Err(format!(
-        "not a JPEG ({} bytes starting with {:?})",
-        body.len(),
-        head.trim()
-    ))
+    Err(format!("not a JPEG: {}", answer.describe()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn answer(content_type: &str, body: &[u8]) -> Answer {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::CONTENT_TYPE, content_type.parse().unwrap());
+        Answer {
+            url: reqwest::Url::parse("http://cam/picture").unwrap(),
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::copy_from_slice(body),
+        }
+    }
+
     #[test]
     fn xml_error_bodies_quote_the_camera() {
         let xml = include_bytes!("../../tests/fixtures/hikvision-picture-error.xml");
-        let why = check_picture(xml).unwrap_err();
+        let why = check_picture(&answer("application/xml", xml)).unwrap_err();
         assert_eq!(why, "\"Device Error\" (deviceError), statusCode 3");
     }
 
     #[test]
     fn jpegs_pass_and_garbage_is_described() {
-        assert!(check_picture(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0]).is_ok());
-        let why = check_picture(b"<html>login</html>").unwrap_err();
+        let jpeg = answer("image/jpeg", &[0xFF, 0xD8, 0xFF, 0xE0, 0, 0]);
+        assert!(check_picture(&jpeg).is_ok());
+        let why = check_picture(&answer("text/html", b"<html>login</html>")).unwrap_err();
         assert!(
-            why.contains("not a JPEG") && why.contains("<html>"),
+            why.contains("not a JPEG")
+                && why.contains("18 bytes of text/html, beginning \"<html>login"),
             "{why}"
         );
+        let why = check_picture(&answer("application/octet-stream", b"\0\x01secret")).unwrap_err();
+        assert_eq!(why, "not a JPEG: 8 bytes of application/octet-stream");
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! Getting snapshot bytes: from Frigate's HTTP API ([`super::frigate_api`]), a camera
 //! ([`super::camera`]), a URL, or the message itself. The limits every download keeps are
 //! [`super::http`]'s.
+//!
+//! Two clients: Frigate's API is asked with no redirect followed, cameras and picture URLs
+//! with redirects on their own host and port only ([`Redirects`]).
 
 use bytes::Bytes;
 use tracing::debug;
 
 use super::camera;
 use super::frigate_api::FrigateApi;
-use super::http::{parse_url, FetchError, Http, Slots};
+use super::http::{parse_url, FetchError, Http, Redirects, Slots};
 use super::settings::Settings;
 use crate::event::SnapshotSource;
 
@@ -20,12 +23,13 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(settings: &Settings, slots: Slots) -> Result<Fetcher, reqwest::Error> {
-        let http = Http::new(&settings.http, false, slots.clone())?;
-        let frigate_http = if settings.frigate.insecure_tls {
-            Http::new(&settings.http, true, slots)?
-        } else {
-            http.clone()
-        };
+        let http = Http::new(&settings.http, false, Redirects::SameOrigin, slots.clone())?;
+        let frigate_http = Http::new(
+            &settings.http,
+            settings.frigate.insecure_tls,
+            Redirects::Never,
+            slots,
+        )?;
         Ok(Fetcher {
             http,
             frigate: FrigateApi::new(&settings.frigate, frigate_http),
@@ -42,13 +46,20 @@ impl Fetcher {
         match source {
             SnapshotSource::Inline(bytes) => Ok(bytes.clone()),
             SnapshotSource::None { reason } => Err(FetchError::NoSource(reason.clone())),
-            SnapshotSource::Url(url) => {
+            SnapshotSource::Url { url, key } => {
                 let (parsed, shown) = parse_url(url)?;
                 debug!(url = %shown, "fetching snapshot");
                 self.http
                     .send(self.http.client.get(parsed), &shown)
-                    .await?
-                    .into_body(&shown)
+                    .await
+                    .map_err(|e| {
+                        e.redirect_fix(|| {
+                            format!(
+                                "a picture URL from a message is fetched only from the host and port {key} let through; publish the URL the server redirects to, if that host is yours"
+                            )
+                        })
+                    })?
+                    .into_picture(&shown)
             }
             SnapshotSource::FrigateEvent { event_id } => {
                 self.frigate.event_snapshot(event_id).await

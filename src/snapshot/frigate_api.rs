@@ -9,6 +9,10 @@
 //! Version: `frigate.version`, or `auto`, where `GET /api/version` is asked in the background
 //! after the first snapshot, so the first mail never waits for it. Until the version is known
 //! no height parameter is sent (Frigate then answers full size, which works on every version).
+//!
+//! Redirects: none are followed. Frigate answers its API endpoints itself; a 3xx means
+//! `frigate.url` points at something in front of it (a login page, a proxy, http on the
+//! https port), and following it would send the login token along.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -20,6 +24,7 @@ use reqwest::StatusCode;
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
+use super::excerpt;
 use super::http::{parse_url, Answer, FetchError, Http};
 use crate::secret::Secret;
 
@@ -122,7 +127,7 @@ impl FrigateApi {
         let path = format!("/api/events/{event_id}/snapshot.jpg{}", self.query(true));
         let mut attempt = 0;
         let result = loop {
-            match self.get(&path).await {
+            match self.get_picture(&path).await {
                 Err(FetchError::Status { status, .. })
                     if status == StatusCode::NOT_FOUND && attempt < self.inner.retries_404 =>
                 {
@@ -143,7 +148,7 @@ impl FrigateApi {
     /// `GET /api/<camera>/latest.jpg`: the camera's current frame.
     pub async fn latest(&self, camera: &str) -> Result<Bytes, FetchError> {
         let (answer, shown) = self.latest_answer(camera).await?;
-        answer.into_body(&shown)
+        answer.into_picture(&shown)
     }
 
     /// [`FrigateApi::latest`]'s answer whatever its status, and its URL as shown to users
@@ -199,8 +204,8 @@ impl FrigateApi {
                         );
                     }
                     None => warn!(
-                        "frigate: /api/version answered {:?}, not a version; set frigate.version (e.g. 0.15) to let Frigate resize snapshots",
-                        String::from_utf8_lossy(&body[..body.len().min(40)])
+                        "frigate: /api/version answered {}, not a version; set frigate.version (e.g. 0.15) to let Frigate resize snapshots",
+                        excerpt::describe(&body, None)
                     ),
                 },
                 Err(e) => warn!(
@@ -217,8 +222,14 @@ impl FrigateApi {
         answer.into_body(&shown)
     }
 
+    /// GET `path` from Frigate: a picture, or an error that describes what came instead.
+    async fn get_picture(&self, path: &str) -> Result<Bytes, FetchError> {
+        let (answer, shown) = self.get_answer(path).await?;
+        answer.into_picture(&shown)
+    }
+
     /// [`FrigateApi::get`] without turning an error status into an error: the answer and the
-    /// URL as shown to users. A refused login is still an error.
+    /// URL as shown to users. A refused login or a redirect is still an error.
     async fn get_answer(&self, path: &str) -> Result<(Answer, String), FetchError> {
         let url = format!("{}{path}", self.inner.base);
         let (parsed, shown) = parse_url(&url)?;
@@ -238,6 +249,7 @@ impl FrigateApi {
             }
             (_, _) => answer,
         };
+        refuse_redirect(&answer, &format!("GET {shown}"))?;
         if answer.status == StatusCode::UNAUTHORIZED {
             let fix = if self.inner.login.is_some() {
                 "check frigate.username and frigate.password"
@@ -302,6 +314,7 @@ impl FrigateApi {
             .send(req, &shown)
             .await
             .map_err(certificate_hint)?;
+        refuse_redirect(&answer, &format!("POST {shown}"))?;
         if matches!(
             answer.status,
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
@@ -332,6 +345,18 @@ impl FrigateApi {
             }),
         }
     }
+}
+
+/// A 3xx from Frigate is an error naming `frigate.url`: Frigate's API never redirects.
+fn refuse_redirect(answer: &Answer, shown: &str) -> Result<(), FetchError> {
+    if !answer.status.is_redirection() {
+        return Ok(());
+    }
+    Err(FetchError::Redirect {
+        url: shown.to_owned(),
+        to: answer.location(),
+        fix: "Frigate's API does not redirect, so frigate.url points at something in front of Frigate (a login page, a proxy, or http:// on the https port 8971); set frigate.url to Frigate itself, e.g. http://frigate:5000".into(),
+    })
 }
 
 /// Frigate's port 8971 has a self-signed certificate by default: say which key accepts it.

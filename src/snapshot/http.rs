@@ -4,15 +4,23 @@
 //! read only with a slot, which it keeps until its last byte is dropped, after the image
 //! worker is done with it. Requests still go out at once, so an unreachable camera waits on
 //! its own connect timeout, never on another camera's slot.
+//!
+//! Redirects ([`Redirects`]) are decided per client: Frigate's API is asked with none
+//! followed, cameras and picture URLs with redirects on their own host and port only, so a
+//! `302` can never carry a fetch past `allowed_hosts` or onto another service of the same
+//! machine. What an answer that is not a picture says is quoted only as a short, cleaned
+//! excerpt ([`super::excerpt`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, CONTENT_TYPE, LOCATION};
+use reqwest::redirect::{Attempt, Policy};
 use reqwest::{RequestBuilder, StatusCode, Url};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::excerpt;
 use crate::errors::{error_chain, redact_url};
 
 /// Limits of every snapshot download (from `snapshot.*`).
@@ -31,8 +39,19 @@ pub enum FetchError {
     Status {
         url: String,
         status: StatusCode,
+        /// `": "` and a short excerpt of the answer, or nothing.
         body: String,
     },
+    /// A redirect that is not followed; `fix` says which setting decides and what to do.
+    #[error("{url} redirected to {to}, which is not followed: {fix}")]
+    Redirect {
+        url: String,
+        to: String,
+        fix: String,
+    },
+    /// A 2xx answer that is not a JPEG, PNG or WebP picture.
+    #[error("GET {url} answered {what}: not a JPEG, PNG or WebP image; open the URL in a browser to see what the server sends")]
+    NotAPicture { url: String, what: String },
     #[error("GET {url} timed out after {secs}s (snapshot.timeout)")]
     Timeout { url: String, secs: u64 },
     #[error("GET {url} failed: {reason}")]
@@ -79,29 +98,144 @@ impl AsRef<[u8]> for Held {
 
 /// One HTTP answer, its body read within `snapshot.max_bytes`.
 pub struct Answer {
+    /// The URL that answered (after any redirect followed).
+    pub url: Url,
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
 impl Answer {
-    /// The body of a 2xx answer, or a [`FetchError::Status`] quoting the start of the body.
+    /// The body of a 2xx answer, or a [`FetchError::Status`] with a short excerpt of it.
     pub fn into_body(self, shown: &str) -> Result<Bytes, FetchError> {
         if self.status.is_success() {
             return Ok(self.body);
         }
-        let text = String::from_utf8_lossy(&self.body[..self.body.len().min(200)])
-            .trim()
-            .to_owned();
         Err(FetchError::Status {
             url: shown.to_owned(),
             status: self.status,
-            body: if text.is_empty() {
+            body: if self.body.is_empty() {
                 String::new()
             } else {
-                format!(": {text}")
+                format!(": {}", self.describe())
             },
         })
+    }
+
+    /// The body of a 2xx answer that is a picture (JPEG, PNG or WebP by its first bytes);
+    /// anything else is described, never quoted at length.
+    pub fn into_picture(self, shown: &str) -> Result<Bytes, FetchError> {
+        if self.status.is_success() && !is_picture(&self.body) {
+            return Err(FetchError::NotAPicture {
+                url: shown.to_owned(),
+                what: self.describe(),
+            });
+        }
+        self.into_body(shown)
+    }
+
+    /// The `Content-Type` the server named, if it is readable.
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
+    }
+
+    /// Size, type and a short cleaned excerpt of the body ([`excerpt::describe`]).
+    pub fn describe(&self) -> String {
+        excerpt::describe(&self.body, self.content_type())
+    }
+
+    /// Where a 3xx answer points, cleaned for messages (no credentials, no controls).
+    pub fn location(&self) -> String {
+        let location = self.headers.get(LOCATION).and_then(|v| v.to_str().ok());
+        match location.map(|l| self.url.join(l)) {
+            Some(Ok(to)) => excerpt::excerpt(&redact_url(to.as_str())),
+            Some(Err(_)) => "(an unreadable Location header)".into(),
+            None => "(no Location header)".into(),
+        }
+    }
+}
+
+/// JPEG, PNG or WebP by the first bytes: what the image stage can decode.
+pub fn is_picture(body: &[u8]) -> bool {
+    body.starts_with(&[0xFF, 0xD8])
+        || body.starts_with(b"\x89PNG\r\n\x1a\n")
+        || (body.len() >= 12 && &body[..4] == b"RIFF" && &body[8..12] == b"WEBP")
+}
+
+/// Which redirects a client follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirects {
+    /// None: a 3xx answer comes back as it is. For Frigate's API, which answers its own
+    /// endpoints and never redirects; a 3xx there means `frigate.url` points at a proxy or
+    /// a login page in front of Frigate.
+    Never,
+    /// Only to the scheme, host and port of the first request, at most [`MAX_REDIRECTS`]
+    /// times. For cameras and picture URLs: an NVR may move a picture within itself, but
+    /// the host and port are what the configuration (or `allowed_hosts`) vouched for, and a
+    /// redirect elsewhere — another machine, the cloud's metadata address, another service
+    /// on the same machine — is refused.
+    SameOrigin,
+}
+
+/// Redirects followed on one host and port before giving up.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Why the same-origin policy stopped a redirect (the source of reqwest's redirect error).
+#[derive(Debug)]
+enum Refused {
+    OtherOrigin { to: String },
+    TooMany,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::OtherOrigin { to } => write!(f, "redirect to another host or port ({to})"),
+            Refused::TooMany => write!(f, "more than {MAX_REDIRECTS} redirects"),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+fn policy(redirects: Redirects) -> Policy {
+    match redirects {
+        Redirects::Never => Policy::none(),
+        Redirects::SameOrigin => Policy::custom(|attempt: Attempt| {
+            // `previous` starts with the first request's URL.
+            let Some(first) = attempt.previous().first().cloned() else {
+                return attempt.stop();
+            };
+            if attempt.previous().len() > MAX_REDIRECTS {
+                return attempt.error(Refused::TooMany);
+            }
+            if same_origin(&first, attempt.url()) {
+                attempt.follow()
+            } else {
+                let to = excerpt::excerpt(&redact_url(attempt.url().as_str()));
+                attempt.error(Refused::OtherOrigin { to })
+            }
+        }),
+    }
+}
+
+impl FetchError {
+    /// A refused redirect's advice, for the caller that knows which setting decides.
+    pub fn redirect_fix(self, fix: impl FnOnce() -> String) -> FetchError {
+        match self {
+            FetchError::Redirect { url, to, .. } => FetchError::Redirect {
+                url,
+                to,
+                fix: fix(),
+            },
+            other => other,
+        }
     }
 }
 
@@ -115,10 +249,12 @@ pub struct Http {
 }
 
 impl Http {
-    /// `insecure` accepts any server certificate (only for Frigate's self-signed one).
+    /// `insecure` accepts any server certificate (only for Frigate's self-signed one);
+    /// `redirects` says which redirects are followed.
     pub fn new(
         settings: &HttpSettings,
         insecure: bool,
+        redirects: Redirects,
         slots: Slots,
     ) -> Result<Http, reqwest::Error> {
         crate::tls::install_crypto_provider();
@@ -127,6 +263,7 @@ impl Http {
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("snapmail/", env!("CARGO_PKG_VERSION")))
             .danger_accept_invalid_certs(insecure)
+            .redirect(policy(redirects))
             // No idle connections are kept. A kept connection holds on to hyper's read
             // buffer, which has grown to ~400 KB while it read a picture, and a burst runs up
             // to 16 connections at once: ~7 MB that stayed for as long as events kept coming
@@ -145,6 +282,14 @@ impl Http {
     /// Send `req` and read the answer, whatever its status. `shown` is the URL for messages.
     pub async fn send(&self, req: RequestBuilder, shown: &str) -> Result<Answer, FetchError> {
         let map_err = |e: reqwest::Error| {
+            let refused = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<Refused>());
+            if let Some(Refused::OtherOrigin { to }) = refused {
+                return FetchError::Redirect {
+                    url: format!("GET {shown}"),
+                    to: to.clone(),
+                    fix: "redirects are followed only on the same host and port".into(),
+                };
+            }
             if e.is_timeout() {
                 FetchError::Timeout {
                     url: shown.to_owned(),
@@ -158,6 +303,7 @@ impl Http {
             }
         };
         let mut resp = req.send().await.map_err(map_err)?;
+        let url = resp.url().clone();
         let status = resp.status();
         let announced = resp.content_length().unwrap_or(0);
         if announced > self.max_bytes as u64 {
@@ -197,6 +343,7 @@ impl Http {
             None => Bytes::from(body),
         };
         Ok(Answer {
+            url,
             status,
             headers,
             body,

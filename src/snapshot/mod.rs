@@ -4,6 +4,7 @@
 //! reason, and the mail says why there is no image.
 
 mod camera;
+mod excerpt;
 pub mod fetch;
 mod frigate_api;
 pub mod http;

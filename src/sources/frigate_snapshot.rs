@@ -5,6 +5,14 @@
 //! and label on each (re)connect; a retained message is therefore a replay, never news, and
 //! is ignored. The messages carry no event id, so each one is its own event and the per-camera
 //! cooldown is what limits the mail.
+//!
+//! A picture over `max_bytes` is never mailed. Frigate sends one per object, so the first
+//! on each topic (a retained replay too: it shows the size the next ones will have) is
+//! logged as a warning naming `sources[N].max_bytes`; the rest only at debug level.
+
+use std::collections::HashSet;
+
+use tracing::warn;
 
 use super::{unique_id, wildcards};
 use crate::config::sources::FrigateSnapshotSource;
@@ -19,13 +27,19 @@ struct Settings {
 
 /// Decoder for `<prefix>/+/+/snapshot`.
 pub struct FrigateSnapshot {
+    /// The source's place in `sources:`, for the key in messages.
+    index: usize,
     filter: String,
     settings: Settings,
+    /// Topics whose oversized picture was already logged as a warning.
+    warned: HashSet<String>,
 }
 
 impl FrigateSnapshot {
-    pub fn new(topic_prefix: &str, cfg: &FrigateSnapshotSource) -> Self {
+    pub fn new(index: usize, topic_prefix: &str, cfg: &FrigateSnapshotSource) -> Self {
         FrigateSnapshot {
+            index,
+            warned: HashSet::new(),
             filter: format!("{}/+/+/snapshot", topic_prefix.trim_end_matches('/')),
             settings: Settings {
                 cameras: cfg.cameras.0.clone(),
@@ -50,11 +64,6 @@ impl Decoder for FrigateSnapshot {
             return Decoded::Ignored("not a snapshot topic".into());
         };
         let (camera, label) = (levels[0], levels[1]);
-        if msg.retained {
-            return Decoded::Ignored(format!(
-                "retained snapshot of {camera}/{label}: a replay of an old picture on (re)connect"
-            ));
-        }
         let s = &self.settings;
         if !s.cameras.is_empty() && !s.cameras.iter().any(|c| c == camera) {
             return Decoded::Ignored(format!("camera {camera} is not in this source's cameras"));
@@ -63,10 +72,25 @@ impl Decoder for FrigateSnapshot {
             return Decoded::Ignored(format!("label {label} is not in this source's labels"));
         }
         if msg.payload.len() > s.max_bytes {
+            let key = format!("sources[{}].max_bytes", self.index);
+            if self.warned.insert(msg.topic.to_owned()) {
+                warn!(
+                    topic = msg.topic,
+                    "frigate_snapshot: pictures on {} are not mailed: this one is {} bytes, over {key} ({}); raise {key} to mail them",
+                    msg.topic,
+                    msg.payload.len(),
+                    s.max_bytes
+                );
+            }
             return Decoded::Ignored(format!(
-                "snapshot of {camera}/{label} is {} bytes, over the source's max_bytes ({})",
+                "snapshot of {camera}/{label} is {} bytes, over {key} ({})",
                 msg.payload.len(),
                 s.max_bytes
+            ));
+        }
+        if msg.retained {
+            return Decoded::Ignored(format!(
+                "retained snapshot of {camera}/{label}: a replay of an old picture on (re)connect"
             ));
         }
         if !msg.payload.starts_with(&[0xFF, 0xD8]) {
@@ -87,7 +111,7 @@ mod tests {
     use super::*;
 
     fn decoder() -> FrigateSnapshot {
-        FrigateSnapshot::new("frigate", &FrigateSnapshotSource::default())
+        FrigateSnapshot::new(0, "frigate", &FrigateSnapshotSource::default())
     }
 
     const JPEG: &[u8] = &[
@@ -123,6 +147,7 @@ mod tests {
             matches!(d.decode(m(b"1", false)), Decoded::Malformed(w) if w.contains("not a JPEG"))
         );
         let mut small = FrigateSnapshot::new(
+            3,
             "frigate",
             &FrigateSnapshotSource {
                 max_bytes: 4,
@@ -130,7 +155,7 @@ mod tests {
             },
         );
         assert!(
-            matches!(small.decode(m(JPEG, false)), Decoded::Ignored(w) if w.contains("max_bytes"))
+            matches!(small.decode(m(JPEG, false)), Decoded::Ignored(w) if w.contains("over sources[3].max_bytes (4)"))
         );
     }
 

@@ -3,20 +3,24 @@
 //!
 //! What a message may be:
 //! - a raw JPEG: mailed as is;
-//! - a switch word (`ON`/`OFF`, `on`/`off`, `1`/`0`, `true`/`false`): only the rising edge
-//!   (off → on) mails, per camera;
+//! - a switch word (`on_values`/`off_values`, any case; by default `on`/`off`, `1`/`0`,
+//!   `true`/`false`): only the rising edge (off → on) mails, per camera;
 //! - JSON: fields are picked with JSON pointers (`json.camera`, `json.label`, `json.score`,
 //!   `json.id`, `json.image_url`, `json.image_base64`); a `json.state` (default `/state`)
-//!   that holds a switch word makes it a switch;
+//!   that holds a switch word makes it a switch (amcrest2mqtt's `"action": "Start"`/`"Stop"`
+//!   with `on_values: [Start]`, `off_values: [Stop]`);
 //! - base64 text of a JPEG (starts with `/9j/`): mailed as the picture;
 //! - any other text: each message is an event.
 //!
 //! The camera is `json.camera`, else the fixed `camera`, else the topic level matched by the
 //! first `+`. Retained messages are replays on (re)connect: they only set switch state.
 //!
-//! A picture URL taken from a payload is fetched only if its host is in `allowed_hosts`
-//! (default: every host named in the configuration): otherwise anyone who can publish to the
-//! broker could make snapmail fetch arbitrary URLs inside the network.
+//! A picture URL taken from a payload is fetched only if its host and port are in
+//! `allowed_hosts` (default: the host and port of every URL named in the configuration):
+//! otherwise anyone who can publish to the broker could make snapmail fetch arbitrary URLs
+//! inside the network. An entry without a port (`nvr.lan`) allows every port of that host;
+//! the defaults always carry one, so naming Frigate does not open every service on its
+//! machine. The fetch follows redirects on that same host and port only.
 
 use std::collections::HashMap;
 
@@ -24,8 +28,8 @@ use base64::Engine;
 use serde_json::Value;
 use tracing::warn;
 
-use super::{switch_state, unique_id, wildcards};
-use crate::config::sources::{GenericSource, JsonFields};
+use super::{unique_id, wildcards};
+use crate::config::sources::{GenericSource, JsonFields, DEFAULT_OFF_VALUES, DEFAULT_ON_VALUES};
 use crate::event::{Credentials, Event, SnapshotSource};
 use crate::mqtt::{Decoded, Decoder, Message};
 
@@ -40,6 +44,9 @@ pub struct Generic {
     frigate_latest: bool,
     credentials: Option<Credentials>,
     allowed_hosts: Vec<String>,
+    /// Words that mean on and off, lower case.
+    on_values: Vec<String>,
+    off_values: Vec<String>,
     /// Last switch state per topic and camera, for rising edges.
     states: HashMap<String, bool>,
 }
@@ -67,6 +74,11 @@ impl Generic {
                     .collect(),
                 None => config_hosts.to_vec(),
             },
+            on_values: words(cfg.on_values.as_ref().map(|l| &l.0[..]), DEFAULT_ON_VALUES),
+            off_values: words(
+                cfg.off_values.as_ref().map(|l| &l.0[..]),
+                DEFAULT_OFF_VALUES,
+            ),
             states: HashMap::new(),
         }
     }
@@ -80,6 +92,18 @@ impl Generic {
                     .filter(|s| !s.is_empty())
             })
             .unwrap_or_else(|| topic.to_owned())
+    }
+
+    /// `Some(true)` for an on word, `Some(false)` for an off word, `None` for anything else.
+    fn switch_state(&self, text: &str) -> Option<bool> {
+        let t = text.trim().to_lowercase();
+        if self.on_values.contains(&t) {
+            Some(true)
+        } else if self.off_values.contains(&t) {
+            Some(false)
+        } else {
+            None
+        }
     }
 
     /// Record `on` for `key`; true when it is a rising edge.
@@ -110,19 +134,10 @@ impl Generic {
         }
     }
 
-    /// A URL from a payload, if its host is allowed.
+    /// A URL from a payload, if its host and port are allowed.
     fn payload_url(&self, camera: &str, url: &str) -> SnapshotSource {
-        let host = reqwest::Url::parse(url).ok().and_then(|u| {
-            if !matches!(u.scheme(), "http" | "https") {
-                return None;
-            }
-            let host = u.host_str()?.to_ascii_lowercase();
-            Some((
-                host.clone(),
-                format!("{host}:{}", u.port_or_known_default()?),
-            ))
-        });
-        let Some((host, host_port)) = host else {
+        let key = format!("sources[{}].allowed_hosts", self.index);
+        let Some((host, host_port)) = host_and_port(url) else {
             return SnapshotSource::None {
                 reason: format!("the picture URL in the message is not an http(s) URL: {url:?}"),
             };
@@ -132,11 +147,13 @@ impl Generic {
             .iter()
             .any(|h| *h == host || *h == host_port)
         {
-            return SnapshotSource::Url(url.to_owned());
+            return SnapshotSource::Url {
+                url: url.to_owned(),
+                key,
+            };
         }
         let reason = format!(
-            "the picture URL in the message points at {host}, which is not in sources[{}].allowed_hosts; not fetched (add the host there if it is yours)",
-            self.index
+            "the picture URL in the message points at {host_port}, which is not in {key}; not fetched (add it there if it is yours)"
         );
         warn!(camera, "{reason}");
         SnapshotSource::None { reason }
@@ -148,7 +165,7 @@ impl Generic {
         let camera = self.camera_for(topic, text_at(&self.json.camera));
         let state_pointer = self.json.state.clone().unwrap_or_else(|| "/state".into());
         if let Some(state) = v.pointer(&state_pointer).and_then(as_text) {
-            if let Some(on) = switch_state(&state) {
+            if let Some(on) = self.switch_state(&state) {
                 if !self.edge(format!("{topic}\u{0}{camera}"), on) {
                     return Decoded::Ignored(format!(
                         "{camera}: state {state} is not a rising edge"
@@ -235,7 +252,7 @@ impl Decoder for Generic {
                 }
                 None => (self.camera_for(msg.topic, None), Some(trimmed.to_owned())),
             };
-            if let Some(on) = state.as_deref().and_then(switch_state) {
+            if let Some(on) = state.as_deref().and_then(|s| self.switch_state(s)) {
                 self.states
                     .insert(format!("{}\u{0}{camera}", msg.topic), on);
             }
@@ -263,7 +280,7 @@ impl Decoder for Generic {
             };
             return Decoded::Event(Box::new(ev));
         }
-        if let Some(on) = switch_state(trimmed) {
+        if let Some(on) = self.switch_state(trimmed) {
             if !self.edge(format!("{}\u{0}{camera}", msg.topic), on) {
                 return Decoded::Ignored(format!("{camera}: {trimmed} is not a rising edge"));
             }
@@ -272,6 +289,26 @@ impl Decoder for Generic {
         ev.label = self.label.clone();
         ev.snapshot = self.configured_snapshot(&camera);
         Decoded::Event(Box::new(ev))
+    }
+}
+
+/// `(host, host:port)` of an http(s) URL, lower case, with the scheme's port when none is
+/// written; `None` for anything else.
+pub(super) fn host_and_port(url: &str) -> Option<(String, String)> {
+    let u = reqwest::Url::parse(url).ok()?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return None;
+    }
+    let host = u.host_str()?.to_ascii_lowercase();
+    let port = u.port_or_known_default()?;
+    Some((host.clone(), format!("{host}:{port}")))
+}
+
+/// The configured words, or the defaults, trimmed and lower case.
+fn words(configured: Option<&[String]>, default: &[&str]) -> Vec<String> {
+    match configured {
+        Some(list) => list.iter().map(|w| w.trim().to_lowercase()).collect(),
+        None => default.iter().map(|w| w.to_string()).collect(),
     }
 }
 
@@ -343,6 +380,7 @@ fn path_segment(camera: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::sources::GenericSnapshot;
+    use crate::config::StringList;
 
     fn generic(topic: &str) -> Generic {
         Generic::new(
@@ -381,6 +419,57 @@ mod tests {
             d.decode(msg("cameras/gate/motion", b"ON")),
             Decoded::Event(_)
         ));
+    }
+
+    #[test]
+    fn default_switch_words_in_any_case_and_spacing() {
+        let d = generic("t");
+        for on in ["ON", "on", "1", "true", " On\n", "TRUE"] {
+            assert_eq!(d.switch_state(on), Some(true), "{on}");
+        }
+        for off in ["OFF", "off", "0", "false"] {
+            assert_eq!(d.switch_state(off), Some(false), "{off}");
+        }
+        assert_eq!(d.switch_state("Motion alarm"), None);
+        assert_eq!(d.switch_state("Start"), None);
+    }
+
+    #[test]
+    fn configured_switch_words_replace_the_defaults() {
+        // amcrest2mqtt's event topic: {"Code": "VideoMotion", "action": "Start"|"Stop"}.
+        let mut d = Generic::new(
+            0,
+            &GenericSource {
+                topic: "amcrest2mqtt/+/event".into(),
+                json: JsonFields {
+                    state: Some("/action".into()),
+                    label: Some("/Code".into()),
+                    ..Default::default()
+                },
+                on_values: Some(StringList(vec!["Start".into()])),
+                off_values: Some(StringList(vec![" STOP ".into()])),
+                ..Default::default()
+            },
+            &[],
+        );
+        let t = "amcrest2mqtt/AMC0458F1C2A9B7E31/event";
+        let start = br#"{"Code": "VideoMotion", "action": "Start", "index": "0"}"#;
+        let stop = br#"{"Code": "VideoMotion", "action": "Stop", "index": "0"}"#;
+        let Decoded::Event(e) = d.decode(msg(t, start)) else {
+            panic!()
+        };
+        assert_eq!(e.camera, "AMC0458F1C2A9B7E31");
+        assert_eq!(e.label.as_deref(), Some("VideoMotion"));
+        assert!(
+            matches!(d.decode(msg(t, start)), Decoded::Ignored(_)),
+            "still on"
+        );
+        assert!(matches!(d.decode(msg(t, stop)), Decoded::Ignored(w) if w.contains("Stop")));
+        assert!(matches!(d.decode(msg(t, start)), Decoded::Event(_)));
+        assert_eq!(d.switch_state("start"), Some(true));
+        assert_eq!(d.switch_state("stop"), Some(false));
+        // The defaults no longer apply: ON is just text.
+        assert_eq!(d.switch_state("ON"), None);
     }
 
     #[test]
@@ -450,7 +539,10 @@ mod tests {
         };
         assert_eq!(
             e.snapshot,
-            SnapshotSource::Url("http://NVR.lan:81/image/gate".into())
+            SnapshotSource::Url {
+                url: "http://NVR.lan:81/image/gate".into(),
+                key: "sources[0].allowed_hosts".into()
+            }
         );
         let evil = br#"{"url": "http://169.254.169.254/latest/meta-data"}"#;
         let Decoded::Event(e) = d.decode(msg("t", evil)) else {
@@ -458,6 +550,52 @@ mod tests {
         };
         assert!(matches!(&e.snapshot, SnapshotSource::None { reason }
             if reason.contains("169.254.169.254") && reason.contains("sources[0].allowed_hosts")));
+    }
+
+    #[test]
+    fn default_hosts_allow_their_own_port_only() {
+        // The defaults are `host:port` (config_hosts): Frigate's API, not its whole machine.
+        let mut d = Generic::new(
+            1,
+            &GenericSource {
+                topic: "t".into(),
+                camera: Some("gate".into()),
+                json: JsonFields {
+                    image_url: Some("/url".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            &["frigate.lan:5000".into(), "nvr.lan:80".into()],
+        );
+        let mut snapshot = |url: &str| {
+            let p = format!(r#"{{"url": "{url}"}}"#);
+            match d.decode(msg("t", p.as_bytes())) {
+                Decoded::Event(e) => e.snapshot,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(matches!(
+            snapshot("http://frigate.lan:5000/api/gate/latest.jpg"),
+            SnapshotSource::Url { .. }
+        ));
+        assert!(matches!(
+            snapshot("http://nvr.lan/image/gate"),
+            SnapshotSource::Url { .. }
+        ));
+        for other_port in [
+            "http://frigate.lan:22/",
+            "http://frigate.lan/",
+            "https://frigate.lan:8971/api/x",
+            "https://nvr.lan/image/gate",
+        ] {
+            let got = snapshot(other_port);
+            assert!(
+                matches!(&got, SnapshotSource::None { reason }
+                    if reason.contains("not in sources[1].allowed_hosts")),
+                "{other_port}: {got:?}"
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::config::sources::{self as source_config, SourceConfig};
 use crate::config::Config;
 
-use crate::mqtt::{BrokerAddress, Decoder};
+use crate::mqtt::Decoder;
 
 /// The decoders for every configured source (`sources:`, or Frigate's events topic).
 pub fn decoders(config: &Config) -> Vec<Box<dyn Decoder>> {
@@ -42,7 +42,7 @@ pub fn decoders(config: &Config) -> Vec<Box<dyn Decoder>> {
                     &f.severity.0,
                 )),
                 SourceConfig::FrigateSnapshot(f) => Box::new(
-                    frigate_snapshot::FrigateSnapshot::new(&prefix(&f.topic_prefix), f),
+                    frigate_snapshot::FrigateSnapshot::new(i, &prefix(&f.topic_prefix), f),
                 ),
                 SourceConfig::HikvisionBridge(h) => Box::new(hikvision::HikvisionBridge::new(i, h)),
                 SourceConfig::Mqtt(g) => Box::new(generic::Generic::new(i, g, &hosts)),
@@ -51,8 +51,11 @@ pub fn decoders(config: &Config) -> Vec<Box<dyn Decoder>> {
         .collect()
 }
 
-/// Every host named in the configuration: the default `allowed_hosts` for snapshot URLs
-/// that arrive in payloads.
+/// The `host:port` of every URL named in the configuration (`frigate.url`, camera URLs,
+/// `snapshot.url` templates): the default `allowed_hosts` for snapshot URLs that arrive in
+/// payloads. With the port: naming Frigate's API must not let a payload reach every other
+/// service on Frigate's machine. The MQTT broker is not among them: it serves MQTT, not
+/// pictures.
 pub fn config_hosts(config: &Config) -> Vec<String> {
     let mut urls = vec![config.frigate.url.clone()];
     for s in config.sources.iter().flatten() {
@@ -66,17 +69,9 @@ pub fn config_hosts(config: &Config) -> Vec<String> {
     }
     let mut hosts: Vec<String> = urls
         .iter()
-        .filter_map(|u| reqwest::Url::parse(&u.replace("{camera}", "camera")).ok())
-        .filter_map(|u| u.host_str().map(|h| h.to_ascii_lowercase()))
+        .filter_map(|u| generic::host_and_port(&u.replace("{camera}", "camera")))
+        .map(|(_, host_port)| host_port)
         .collect();
-    if let Some(mqtt) = config
-        .mqtt
-        .url
-        .as_deref()
-        .and_then(|u| BrokerAddress::parse(u).ok())
-    {
-        hosts.push(mqtt.host.to_ascii_lowercase());
-    }
     hosts.sort();
     hosts.dedup();
     hosts
@@ -102,15 +97,6 @@ pub fn wildcards<'t>(filter: &str, topic: &'t str) -> Option<Vec<&'t str>> {
         }
     }
     levels.next().is_none().then_some(out)
-}
-
-/// `ON`/`on`/`1`/`true` → on, `OFF`/`off`/`0`/`false` → off, anything else: not a switch.
-pub fn switch_state(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "on" | "1" | "true" => Some(true),
-        "off" | "0" | "false" => Some(false),
-        _ => None,
-    }
 }
 
 /// A Unix timestamp from a payload (Frigate's `start_time`) as a time, if it is one a mail
@@ -158,17 +144,6 @@ mod tests {
     }
 
     #[test]
-    fn switch_words() {
-        for on in ["ON", "on", "1", "true", " On\n"] {
-            assert_eq!(switch_state(on), Some(true), "{on}");
-        }
-        for off in ["OFF", "off", "0", "false"] {
-            assert_eq!(switch_state(off), Some(false), "{off}");
-        }
-        assert_eq!(switch_state("Motion alarm"), None);
-    }
-
-    #[test]
     fn every_kind_in_the_registry_builds_its_decoder() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
@@ -178,6 +153,27 @@ mod tests {
         kinds.dedup();
         let names: Vec<&str> = source_config::KINDS.iter().map(|k| k.name).collect();
         assert_eq!(kinds, names);
+    }
+
+    #[test]
+    fn default_allowed_hosts_carry_the_port_and_not_the_broker() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "frigate:\n  url: http://Frigate.lan:5000\nmqtt:\n  url: mqtt://broker.lan:1883\nsources:\n  - kind: hikvision_bridge\n    cameras:\n      gate: {url: \"http://192.168.1.64\"}\n      yard: {url: \"https://192.168.1.65\"}\n  - kind: mqtt\n    topic: t\n    snapshot: {url: \"http://nvr.lan:81/image/{camera}\"}\n",
+        )
+        .unwrap();
+        let cfg = crate::config::load_from(Some(&path), Some(Default::default())).unwrap();
+        assert_eq!(
+            config_hosts(&cfg),
+            vec![
+                "192.168.1.64:80",
+                "192.168.1.65:443",
+                "frigate.lan:5000",
+                "nvr.lan:81"
+            ]
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! A real HTTP/1.1 server (hyper) on 127.0.0.1 for snapshot and camera API tests.
+//! A real HTTP/1.1 server (hyper) on 127.0.0.1 (or another loopback address, for a second
+//! "host") for snapshot and camera API tests.
 #![allow(dead_code)]
 
 use std::collections::HashSet;
@@ -123,6 +124,7 @@ type Handler = dyn Fn(&Request) -> Response + Send + Sync + 'static;
 
 pub struct HttpServer {
     pub port: u16,
+    ip: String,
     requests: Arc<Mutex<Vec<Request>>>,
     connections: Arc<AtomicUsize>,
     accept_task: AbortHandle,
@@ -133,8 +135,17 @@ pub async fn start<F>(handler: F) -> HttpServer
 where
     F: Fn(&Request) -> Response + Send + Sync + 'static,
 {
+    start_on("127.0.0.1", handler).await
+}
+
+/// Serves `handler` on a free port of `ip` (a loopback address such as 127.0.0.2: on Linux
+/// all of 127.0.0.0/8 is the loopback interface) until dropped.
+pub async fn start_on<F>(ip: &str, handler: F) -> HttpServer
+where
+    F: Fn(&Request) -> Response + Send + Sync + 'static,
+{
     let handler: Arc<Handler> = Arc::new(handler);
-    let listener = TcpListener::bind("127.0.0.1:0")
+    let listener = TcpListener::bind((ip, 0))
         .await
         .expect("bind HTTP listener");
     let port = listener.local_addr().unwrap().port();
@@ -167,6 +178,7 @@ where
     });
     HttpServer {
         port,
+        ip: ip.to_owned(),
         requests,
         connections,
         accept_task: task.abort_handle(),
@@ -217,7 +229,7 @@ async fn answer(
 
 impl HttpServer {
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.ip, self.port)
     }
 
     /// Every request received so far, in arrival order.
