@@ -228,12 +228,10 @@ impl Discovery {
             }
         }
         let node = self.node();
-        // The default instance keeps the plain name earlier versions announced.
-        let name = if node == "snapmail" {
-            "snapmail".to_owned()
-        } else {
-            format!("snapmail {}", self.instance)
-        };
+        // The instance id as the device name: Home Assistant versions that predate
+        // `default_entity_id` derive entity ids from device and entity names, and then
+        // arrive at the same ids (`snapmail_garage` + `a notifications`).
+        let name = &self.instance;
         let payload = json!({
             "device": {"identifiers": [node], "name": name, "manufacturer": "snapmail", "sw_version": version},
             "origin": {"name": "snapmail", "sw_version": version},
@@ -686,7 +684,7 @@ mod tests {
         assert_eq!(d.config_topic(), "homeassistant/device/attic/config");
         assert_eq!(d.availability_topic(), "cams/attic/availability");
         let v = payload(&d.config_message(&BTreeMap::new()));
-        assert_eq!(v["device"]["name"], "snapmail attic");
+        assert_eq!(v["device"]["name"], "attic");
         assert_eq!(
             v["components"]["attic_send_test_email"]["command_topic"],
             "cams/attic/test_email"
