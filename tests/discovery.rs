@@ -44,14 +44,13 @@ async fn discovery_switch_disarms_and_button_sends_a_test_mail() {
         ])
         .await;
     let port = r.broker.port;
-    // The rig's mqtt.client_id `snapmail-test` is the instance id.
-    let config = read_retained(port, "homeassistant/device/snapmail_test/config", |_| true).await;
+    let config = read_retained(port, "homeassistant/device/snapmail/config", |_| true).await;
     let v: Value = serde_json::from_slice(&config).expect("valid JSON");
-    assert_eq!(v["device"]["identifiers"][0], "snapmail_test");
-    assert_eq!(v["availability_topic"], "snapmail-test/availability");
-    let switch = &v["components"]["snapmail_test_driveway_notifications"];
+    assert_eq!(v["device"]["identifiers"][0], "snapmail");
+    assert_eq!(v["availability_topic"], "snapmail/availability");
+    let switch = &v["components"]["snapmail_driveway_notifications"];
     assert_eq!(switch["p"], "switch");
-    let online = read_retained(port, "snapmail-test/availability", |p| p == b"online").await;
+    let online = read_retained(port, "snapmail/availability", |p| p == b"online").await;
     assert_eq!(online, b"online");
 
     // Home Assistant turns the switch off: the camera is disarmed and its events mail nothing.
@@ -67,7 +66,7 @@ async fn discovery_switch_disarms_and_button_sends_a_test_mail() {
 
     // The button sends a test mail.
     r.broker
-        .publish("snapmail-test/test_email", b"PRESS", false)
+        .publish("snapmail/test_email", b"PRESS", false)
         .await;
     let mails = r.smtp.wait_for_messages(1, T).await;
     assert_eq!(
@@ -77,7 +76,7 @@ async fn discovery_switch_disarms_and_button_sends_a_test_mail() {
     assert_eq!(mails.len(), 1, "the disarmed camera's event did not mail");
 
     // The counters follow.
-    read_retained(port, "snapmail-test/stats", |p| {
+    read_retained(port, "snapmail/stats", |p| {
         serde_json::from_slice::<Value>(p)
             .is_ok_and(|s| s["sent_today"] == 1 && s["last_mail"].is_string())
     })
@@ -171,9 +170,7 @@ async fn two_instances_on_one_broker_are_two_devices() {
 async fn counters_survive_a_restart() {
     let r = rig::start(320, 180).await;
     let port = r.broker.port;
-    // The default instance name, so the topics are those earlier versions used too.
     let envs = [
-        ("SNAPMAIL__MQTT__CLIENT_ID", "snapmail"),
         ("SNAPMAIL__HOMEASSISTANT__DISCOVERY", "true"),
         ("SNAPMAIL__HOMEASSISTANT__STATS_INTERVAL", "1s"),
     ];
@@ -229,13 +226,9 @@ async fn a_camera_dropped_from_the_config_is_removed_from_home_assistant() {
     let r = rig::start(320, 180).await;
     let port = r.broker.port;
     let topic = "homeassistant/device/snapmail/config";
-    let base = [
-        ("SNAPMAIL__HOMEASSISTANT__DISCOVERY", "true"),
-        ("SNAPMAIL__MQTT__CLIENT_ID", "snapmail"),
-    ];
+    let base = [("SNAPMAIL__HOMEASSISTANT__DISCOVERY", "true")];
     let both = [
         base[0],
-        base[1],
         ("SNAPMAIL__CAMERAS__A__COOLDOWN", "1s"),
         ("SNAPMAIL__CAMERAS__B__COOLDOWN", "1s"),
     ];
@@ -250,7 +243,7 @@ async fn a_camera_dropped_from_the_config_is_removed_from_home_assistant() {
         .await;
     stop(&mut first).await;
 
-    let only_a = [base[0], base[1], ("SNAPMAIL__CAMERAS__A__COOLDOWN", "1s")];
+    let only_a = [base[0], ("SNAPMAIL__CAMERAS__A__COOLDOWN", "1s")];
     let second = daemon::start_in(first.dir(), Some(&r.config()), &only_a);
     second.wait_for_log("mqtt: subscribed", T).await;
     // The retained device message marks b's entities for removal: the platform alone.
@@ -283,7 +276,6 @@ async fn snooze_is_shown_and_set_from_home_assistant() {
     let d = r
         .daemon(&[
             ("SNAPMAIL__HOMEASSISTANT__DISCOVERY", "true"),
-            ("SNAPMAIL__MQTT__CLIENT_ID", "snapmail"),
             ("SNAPMAIL__CAMERAS__DRIVEWAY__COOLDOWN", "1s"),
         ])
         .await;
