@@ -38,6 +38,7 @@ async fn discovery_switch_disarms_and_button_sends_a_test_mail() {
     let r = rig::start(320, 180).await;
     let d = r
         .daemon(&[
+            DEFAULT_INSTANCE,
             ("SNAPMAIL__HOMEASSISTANT__DISCOVERY", "true"),
             ("SNAPMAIL__CAMERAS__DRIVEWAY__COOLDOWN", "1s"),
             ("SNAPMAIL__HOMEASSISTANT__STATS_INTERVAL", "1s"),
@@ -82,6 +83,10 @@ async fn discovery_switch_disarms_and_button_sends_a_test_mail() {
     })
     .await;
 }
+
+/// The rig's `mqtt.client_id` is `snapmail-test`; with the default one the instance id, and
+/// so the device, ids and topics, are the defaults `snapmail` (those of earlier versions).
+const DEFAULT_INSTANCE: (&str, &str) = ("SNAPMAIL__MQTT__CLIENT_ID", "snapmail");
 
 fn json(p: &[u8]) -> Value {
     serde_json::from_slice(p).unwrap_or(Value::Null)
@@ -171,6 +176,7 @@ async fn counters_survive_a_restart() {
     let r = rig::start(320, 180).await;
     let port = r.broker.port;
     let envs = [
+        DEFAULT_INSTANCE,
         ("SNAPMAIL__HOMEASSISTANT__DISCOVERY", "true"),
         ("SNAPMAIL__HOMEASSISTANT__STATS_INTERVAL", "1s"),
     ];
@@ -226,9 +232,13 @@ async fn a_camera_dropped_from_the_config_is_removed_from_home_assistant() {
     let r = rig::start(320, 180).await;
     let port = r.broker.port;
     let topic = "homeassistant/device/snapmail/config";
-    let base = [("SNAPMAIL__HOMEASSISTANT__DISCOVERY", "true")];
+    let base = [
+        DEFAULT_INSTANCE,
+        ("SNAPMAIL__HOMEASSISTANT__DISCOVERY", "true"),
+    ];
     let both = [
         base[0],
+        base[1],
         ("SNAPMAIL__CAMERAS__A__COOLDOWN", "1s"),
         ("SNAPMAIL__CAMERAS__B__COOLDOWN", "1s"),
     ];
@@ -243,7 +253,7 @@ async fn a_camera_dropped_from_the_config_is_removed_from_home_assistant() {
         .await;
     stop(&mut first).await;
 
-    let only_a = [base[0], ("SNAPMAIL__CAMERAS__A__COOLDOWN", "1s")];
+    let only_a = [base[0], base[1], ("SNAPMAIL__CAMERAS__A__COOLDOWN", "1s")];
     let second = daemon::start_in(first.dir(), Some(&r.config()), &only_a);
     second.wait_for_log("mqtt: subscribed", T).await;
     // The retained device message marks b's entities for removal: the platform alone.
@@ -275,6 +285,7 @@ async fn snooze_is_shown_and_set_from_home_assistant() {
     let port = r.broker.port;
     let d = r
         .daemon(&[
+            DEFAULT_INSTANCE,
             ("SNAPMAIL__HOMEASSISTANT__DISCOVERY", "true"),
             ("SNAPMAIL__CAMERAS__DRIVEWAY__COOLDOWN", "1s"),
         ])

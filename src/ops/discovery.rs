@@ -674,7 +674,6 @@ mod tests {
         }
         assert_ne!(a.stats_topic(), b.stats_topic());
         assert_ne!(a.test_email_topic(), b.test_email_topic());
-        assert_ne!(a.state_file, PathBuf::new());
     }
 
     #[test]

@@ -30,14 +30,13 @@ pub async fn start(width: u32, height: u32) -> Rig {
 }
 
 impl Rig {
-    /// The base configuration: the default client id (so the instance id, and with it the
-    /// control and Home Assistant topics, are the default `snapmail`), STARTTLS port, the right app password (with Google's spaces),
+    /// The base configuration: STARTTLS port, the right app password (with Google's spaces),
     /// fast retries, the spool in `./spool` of the daemon's directory.
     pub fn config(&self) -> String {
         format!(
             r#"mqtt:
   url: {mqtt}
-  client_id: snapmail
+  client_id: snapmail-test
 smtp:
   host: localhost
   port: {port}
