@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::event::{Event, Input};
 use crate::metrics::{metrics, OutboxStats};
@@ -102,6 +102,12 @@ pub async fn start(plan: Plan, shutdown: watch::Receiver<bool>) -> Result<Runnin
     // The decoders of the camera sources, the control topics and Home Assistant's topics.
     let mut decoders = sources::decoders(&config);
     let control = policy.control_prefix.clone();
+    if let (Some(prefix), None) = (&control, &config.control.topic_prefix) {
+        if prefix != "snapmail" {
+            // Before instance ids the topics were always snapmail/…: say where they went.
+            warn!("control: topics are under {prefix}/ (the instance id: instance_id, else mqtt.client_id); earlier versions always used snapmail/. Set control.topic_prefix to choose (snapmail keeps the old topics); that also silences this");
+        }
+    }
     if let Some(prefix) = &control {
         decoders.push(Box::new(ControlDecoder::new(prefix)));
     }

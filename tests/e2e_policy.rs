@@ -89,7 +89,13 @@ async fn first_message(url: &str, topic: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disarm_over_mqtt_is_published_and_survives_a_restart() {
     let r = rig::start(640, 360).await;
-    let mut d = r.daemon(&[("SNAPMAIL__RATE_LIMIT__COOLDOWN", "0s")]).await;
+    // The control topics follow the instance id (the rig's client id): pin them.
+    let mut d = r
+        .daemon(&[
+            ("SNAPMAIL__RATE_LIMIT__COOLDOWN", "0s"),
+            ("SNAPMAIL__CONTROL__TOPIC_PREFIX", "snapmail"),
+        ])
+        .await;
     r.broker.publish("snapmail/garage/set", b"OFF", false).await;
     d.wait_for_log("control: garage disarmed", T).await;
     let state = first_message(&r.broker.url(), "snapmail/garage/state").await;

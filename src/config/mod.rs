@@ -62,6 +62,9 @@ pub struct Config {
     pub sources: Option<Vec<sources::SourceConfig>>,
     pub http: HttpConfig,
     pub homeassistant: HomeAssistantConfig,
+    /// Names this snapmail among others on the same broker: Home Assistant's device and
+    /// entity ids, and the default `control.topic_prefix`. Unset: `mqtt.client_id`.
+    pub instance_id: Option<String>,
 }
 
 /// Home Assistant integration over MQTT.
@@ -545,6 +548,7 @@ impl Default for Config {
             shutdown_timeout: HumanDuration::secs(10),
             http: HttpConfig::default(),
             homeassistant: HomeAssistantConfig::default(),
+            instance_id: None,
             sources: None,
         }
     }
@@ -595,6 +599,26 @@ impl Config {
                 .map(|name| (name.clone(), self.camera(name)))
                 .collect(),
         }
+    }
+
+    /// The name of this snapmail on the broker: `instance_id`, else `mqtt.client_id` (which
+    /// the broker already requires to be unique), so a default install stays `snapmail`.
+    pub fn instance_id(&self) -> &str {
+        self.instance_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(self.mqtt.client_id.trim())
+    }
+
+    /// The prefix of snapmail's own topics: `control.topic_prefix`, else the instance id.
+    pub fn control_topic_prefix(&self) -> &str {
+        self.control
+            .topic_prefix
+            .as_deref()
+            .unwrap_or_else(|| self.instance_id())
+            .trim()
+            .trim_end_matches('/')
     }
 
     /// Where arm/snooze state and the daily budget are kept across restarts.

@@ -194,7 +194,8 @@ impl Default for DigestConfig {
 pub struct ControlConfig {
     pub enabled: bool,
     /// `<prefix>/<camera>/set`, `<prefix>/<camera>/snooze`, `<prefix>/<camera>/state`.
-    pub topic_prefix: String,
+    /// Unset: the instance id ([`super::Config::control_topic_prefix`]).
+    pub topic_prefix: Option<String>,
     /// Default: `state.json` next to `outbox.dir`.
     pub state_file: Option<PathBuf>,
 }
@@ -203,7 +204,7 @@ impl Default for ControlConfig {
     fn default() -> Self {
         ControlConfig {
             enabled: true,
-            topic_prefix: "snapmail".into(),
+            topic_prefix: None,
             state_file: None,
         }
     }

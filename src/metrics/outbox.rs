@@ -44,6 +44,17 @@ impl OutboxStats {
             });
     }
 
+    /// One mail out: accepted by the server, or written as a preview file (which is what
+    /// a preview run "sends", so Home Assistant's counters show it).
+    pub fn record_sent(&self) {
+        Self::bump(&self.sent);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.last_sent.store(now, Ordering::Relaxed);
+    }
+
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }

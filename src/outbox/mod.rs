@@ -3,7 +3,8 @@
 //! [`Outbox::submit`] writes the message to the [`spool`] first; the [`delivery`] loop then
 //! sends it and deletes it only after the server's 250. The first attempt gets the message
 //! from memory and starts while the spool directory is being synced. In preview mode (no
-//! `smtp` section) messages are written as `.eml` files instead ([`preview`]).
+//! `smtp` section) messages are written as `.eml` files instead ([`preview`]); each file
+//! counts as a sent mail in [`OutboxStats`].
 
 mod delivery;
 mod preview;
@@ -42,7 +43,8 @@ pub enum OutboxError {
 #[derive(Clone)]
 pub enum Outbox {
     Spool(SpoolOutbox),
-    Preview(PreviewDir),
+    /// Preview files, and the counters a written file counts in as a sent mail.
+    Preview(PreviewDir, Arc<OutboxStats>),
 }
 
 /// The durable outbox in front of the delivery loop.
@@ -174,7 +176,7 @@ pub fn open(
                 "no smtp section configured: preview mode, mails are written as .eml files to {}",
                 dir.display()
             );
-            Ok((Outbox::Preview(preview), None))
+            Ok((Outbox::Preview(preview, stats), None))
         }
     }
 }
@@ -187,12 +189,13 @@ impl Outbox {
     pub async fn submit(&self, mail: Mail) -> Result<(), OutboxError> {
         let bytes = mail.message.formatted();
         match self {
-            Outbox::Preview(dir) => {
+            Outbox::Preview(dir, stats) => {
                 let dir = dir.clone();
                 let id = mail.message_id.clone();
                 let path = tokio::task::spawn_blocking(move || dir.write(&id, &bytes))
                     .await
                     .map_err(|e| OutboxError::Task(e.to_string()))??;
+                stats.record_sent();
                 info!(path = %path.display(), "preview: mail written (no smtp section configured)");
                 Ok(())
             }

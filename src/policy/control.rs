@@ -4,7 +4,7 @@
 //! Topics (prefix `control.topic_prefix`, default `snapmail`):
 //! `<prefix>/<camera>/set` `ON`|`OFF`, `<prefix>/<camera>/snooze` `<minutes>` (0 cancels),
 //! with `all` as the camera meaning every camera. The state is published retained on
-//! `<prefix>/<camera>/state`.
+//! `<prefix>/<camera>/state`: `{"state", "armed", "snoozed_until", "snooze_minutes"}`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -77,13 +77,13 @@ impl Decoder for ControlDecoder {
                         msg.topic
                     ));
                 }
-                match payload.parse::<u64>() {
-                    Ok(m) if m <= 366 * 24 * 60 => {
+                match minutes(payload) {
+                    Some(m) if m <= 366 * 24 * 60 => {
                         ControlAction::Snooze(Duration::from_secs(m * 60))
                     }
                     _ => {
                         return Decoded::Malformed(format!(
-                            "{}: payload {payload:?} is not a number of minutes (0 cancels)",
+                            "{}: payload {payload:?} is not a number of minutes up to 527040 (0 cancels)",
                             msg.topic
                         ))
                     }
@@ -93,6 +93,15 @@ impl Decoder for ControlDecoder {
         };
         Decoded::Control(Control { camera, action })
     }
+}
+
+/// Whole minutes: `30`, or `30.0` as a number entity may send it.
+fn minutes(payload: &str) -> Option<u64> {
+    if let Ok(m) = payload.parse::<u64>() {
+        return Some(m);
+    }
+    let f = payload.parse::<f64>().ok()?;
+    (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64).then_some(f as u64)
 }
 
 /// One camera's arm/snooze state.
@@ -227,15 +236,20 @@ impl ArmState {
             return None;
         }
         let s = self.get(camera);
-        let (state, until) = match s.status(now) {
-            Status::Armed => ("armed", None),
-            Status::Disarmed => ("disarmed", None),
-            Status::Snoozed { until } => ("snoozed", Some(until.to_string())),
+        let (state, until, minutes) = match s.status(now) {
+            Status::Armed => ("armed", None, 0),
+            Status::Disarmed => ("disarmed", None, 0),
+            Status::Snoozed { until } => {
+                // Minutes left, rounded up: what Home Assistant's snooze number shows.
+                let secs = until.as_second().saturating_sub(now.as_second()).max(0);
+                ("snoozed", Some(until.to_string()), (secs + 59) / 60)
+            }
         };
         let payload = serde_json::json!({
             "state": state,
             "armed": s.armed,
             "snoozed_until": until,
+            "snooze_minutes": minutes,
         });
         Some(Outgoing {
             topic: format!("{}/{camera}/state", prefix.trim_end_matches('/')),
@@ -298,6 +312,23 @@ mod tests {
             decode("snapmail/door/snooze", "soon", false),
             Decoded::Malformed(_)
         ));
+        // Home Assistant's number entity may send a float.
+        assert_eq!(
+            decode("snapmail/door/snooze", "15.0", false),
+            Decoded::Control(Control {
+                camera: Some("door".into()),
+                action: ControlAction::Snooze(Duration::from_secs(900))
+            })
+        );
+        for bad in ["1.5", "-5", "NaN", "1e300"] {
+            assert!(
+                matches!(
+                    decode("snapmail/door/snooze", bad, false),
+                    Decoded::Malformed(_)
+                ),
+                "{bad}"
+            );
+        }
         assert!(matches!(
             decode("snapmail/door/set", "maybe", false),
             Decoded::Malformed(_)
@@ -315,6 +346,10 @@ mod tests {
         assert_eq!(s.apply(&snooze, now, []), vec!["garage".to_string()]);
         let until = now + jiff::SignedDuration::from_mins(10);
         assert_eq!(s.get("garage").status(now), Status::Snoozed { until });
+        let state = s.state_message("snapmail", "garage", now).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&state.payload).unwrap();
+        assert_eq!(v["snoozed_until"], until.to_string());
+        assert_eq!(v["snooze_minutes"], 10);
         assert_eq!(s.get("door").status(now), Status::Armed);
         assert!(s
             .expire(until - jiff::SignedDuration::from_secs(1))

@@ -118,10 +118,14 @@ impl Settings {
                 during: r.during.clone(),
             });
         }
-        let prefix = cfg.control.topic_prefix.trim().trim_end_matches('/');
+        let prefix = cfg.control_topic_prefix();
         if cfg.control.enabled && (prefix.is_empty() || prefix.contains(['+', '#'])) {
+            let from = match cfg.control.topic_prefix {
+                Some(_) => "",
+                None => " (unset, so the instance id: instance_id, else mqtt.client_id)",
+            };
             return Err(ConfigError::invalid(format!(
-                "control.topic_prefix: {prefix:?} is not a topic prefix; use e.g. snapmail (no + or #)"
+                "control.topic_prefix{from}: {prefix:?} is not a topic prefix; set control.topic_prefix to e.g. snapmail (no + or #)"
             )));
         }
         let settings = Settings {
