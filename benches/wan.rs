@@ -28,14 +28,15 @@
 //! and every time the client's next bytes at a command boundary arrived at least half a
 //! round trip after the server had flushed its replies (the client had waited for them;
 //! pipelined bytes arrive sooner). The wait that begins with the previous mail's 250 is idle
-//! time between mails and not counted. Separately, *body rounds*: waits of at least a quarter
+//! time between mails and not counted. Separately, *body rounds*: waits of at least half a
 //! round trip inside a message body, which are TCP's (slow start), not SMTP's.
 //! Publish → 250 ≈ local work + ½ RTT (the SYN's way out) + round trips × RTT + body rounds ×
 //! RTT.
 //!
 //! `cargo bench --bench wan -- sporadic` runs one group (`link`, `sporadic`, `warm`,
-//! `burst`); `WAN_SAMPLES` sets the samples per series (default 20). Prints one Markdown
-//! table; docs/performance-wan.md explains it.
+//! `burst`); `WAN_SAMPLES` sets the samples per series (default 20); `WAN_VERBOSE=1` prints
+//! every sample with its round trips. Prints one Markdown table; docs/performance-wan.md
+//! explains it.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -51,7 +52,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use support::daemon::{Daemon, BIN};
 use support::rig::{self, Rig};
 use support::smtp::{SmtpServer, Step};
-use support::wan::{self, Link};
+use support::wan::Link;
 use support::{free_port, http, images, mosquitto};
 
 const ONE_WAY: Duration = Duration::from_millis(20);
@@ -103,6 +104,9 @@ async fn run(link: &Link) {
 
     if wanted("link") {
         println!("{}", link_check(link));
+    }
+    if wanted("body") {
+        body_rounds(link).await;
     }
 
     // mqttwarn's one latency series serves the sporadic and the warm rows.
@@ -170,7 +174,7 @@ async fn run(link: &Link) {
 /// Checks the delay line does what it says and measures what it sustains.
 fn link_check(link: &Link) -> String {
     let listener = link
-        .bind_tcp(SocketAddr::from((wan::FAR, 0)))
+        .bind_tcp(SocketAddr::from((link.far(), 0)))
         .expect("listen inside the namespace");
     listener.set_nonblocking(false).expect("blocking listener");
     let addr = listener.local_addr().expect("local addr");
@@ -247,6 +251,141 @@ fn link_check(link: &Link) -> String {
     )
 }
 
+/// Body bytes against TCP rounds, measured: a pipelined MAIL, RCPT and `BDAT n LAST` with
+/// `n` bytes, on a new session and on one idle for 2 s (Linux restarts slow start after an
+/// idle spell longer than the retransmission timeout).
+async fn body_rounds(link: &Link) {
+    const SIZES_KB: [usize; 10] = [10, 40, 60, 80, 100, 120, 150, 180, 220, 300];
+    let smtp = SmtpServer::builder()
+        .listen_on(IpAddr::V4(link.far()), link.binder())
+        .start()
+        .await;
+    let rtt = link.rtt();
+    println!("\nbody bytes → TCP rounds inside the body (server's log) and BDAT → 250 in RTT:");
+    println!("| body | new session | idle 2 s |\n|---|---|---|");
+    for kb in SIZES_KB {
+        let mut cells = Vec::new();
+        for idle in [None, Some(Duration::from_secs(2))] {
+            let mut c = raw::Session::open(&smtp).await;
+            if let Some(idle) = idle {
+                c.transaction(1).await;
+                tokio::time::sleep(idle).await;
+            }
+            let took = c.transaction(kb * 1000).await;
+            let trips = count_trips(&smtp, rtt);
+            let body = trips.last().map_or(0, |t| t.body_rounds);
+            cells.push(format!(
+                "{body} rounds, {:.1} RTT",
+                took.as_secs_f64() / rtt.as_secs_f64()
+            ));
+        }
+        println!("| {kb} KB | {} | {} |", cells[0], cells[1]);
+    }
+}
+
+/// A hand-driven pipelining SMTP client for [`body_rounds`].
+mod raw {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine as _;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
+    use tokio_rustls::client::TlsStream;
+
+    use super::SmtpServer;
+
+    pub struct Session {
+        io: BufReader<TlsStream<TcpStream>>,
+    }
+
+    impl Session {
+        /// Connected, TLS, EHLO and AUTH done, each waited for.
+        pub async fn open(server: &SmtpServer) -> Session {
+            let tcp = TcpStream::connect((server.ip, server.starttls_port))
+                .await
+                .expect("connect across the link");
+            tcp.set_nodelay(true).expect("nodelay");
+            let mut plain = BufReader::new(tcp);
+            reply(&mut plain).await;
+            command(&mut plain, "EHLO bench.example\r\n", 1).await;
+            command(&mut plain, "STARTTLS\r\n", 1).await;
+            let mut roots = rustls::RootCertStore::empty();
+            let der = B64
+                .decode(
+                    server
+                        .ca_pem
+                        .lines()
+                        .filter(|l| !l.starts_with("-----"))
+                        .collect::<String>(),
+                )
+                .expect("CA base64");
+            roots.add(der.into()).expect("CA");
+            let config = rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let name = rustls::pki_types::ServerName::from(server.ip);
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, plain.into_inner())
+                .await
+                .expect("TLS");
+            let mut io = BufReader::new(tls);
+            command(&mut io, "EHLO bench.example\r\n", 1).await;
+            let auth = B64.encode("\0cam@example.com\0abcdefghijklmnop");
+            command(&mut io, &format!("AUTH PLAIN {auth}\r\n"), 1).await;
+            Session { io }
+        }
+
+        /// MAIL, RCPT and BDAT LAST with `size` bytes in one write; time to the last reply.
+        pub async fn transaction(&mut self, size: usize) -> Duration {
+            let mut group = format!(
+                "MAIL FROM:<cam@example.com>\r\nRCPT TO:<me@example.com>\r\nBDAT {size} LAST\r\n"
+            )
+            .into_bytes();
+            group.extend(std::iter::repeat_n(b'A', size));
+            let began = Instant::now();
+            let tls = self.io.get_mut();
+            tls.write_all(&group).await.expect("send");
+            // TLS data the socket could not take yet waits in rustls until flushed.
+            tls.flush().await.expect("send");
+            for _ in 0..3 {
+                let r = reply(&mut self.io).await;
+                assert!(r.starts_with('2'), "{r}");
+            }
+            began.elapsed()
+        }
+    }
+
+    async fn command<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        io: &mut BufReader<S>,
+        line: &str,
+        replies: usize,
+    ) {
+        io.get_mut().write_all(line.as_bytes()).await.expect("send");
+        io.get_mut().flush().await.expect("send");
+        for _ in 0..replies {
+            let r = reply(io).await;
+            assert!(r.starts_with('2'), "{line:?}: {r}");
+        }
+    }
+
+    /// The last line of one reply.
+    async fn reply<S: tokio::io::AsyncRead + Unpin>(io: &mut BufReader<S>) -> String {
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(30), io.read_line(&mut line))
+                .await
+                .expect("reply in time")
+                .expect("read reply");
+            assert!(n > 0, "connection closed");
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line;
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Scenarios
 
@@ -269,6 +408,8 @@ struct Series {
     trips: Vec<Trips>,
     /// Mail size on the wire (DATA), median.
     bytes: usize,
+    /// TCP connections the server accepted for the series.
+    connections: usize,
 }
 
 impl Series {
@@ -278,11 +419,14 @@ impl Series {
         v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1]
     }
 
-    /// The most common round-trip count, with how many mails had it.
+    /// The most common round trips (count and body rounds) of the series' mails.
     fn typical_trips(&self) -> Option<Trips> {
         let mut counts: Vec<(Trips, usize)> = Vec::new();
         for t in &self.trips {
-            match counts.iter_mut().find(|(k, _)| k.total() == t.total()) {
+            match counts
+                .iter_mut()
+                .find(|(k, _)| k.what == t.what && k.body_rounds == t.body_rounds)
+            {
                 Some((_, n)) => *n += 1,
                 None => counts.push((t.clone(), 1)),
             }
@@ -343,7 +487,7 @@ fn count_trips(smtp: &SmtpServer, rtt: Duration) -> Vec<Trips> {
                     }
                 }
                 Step::Stall { waited } => {
-                    if waited >= rtt / 4 {
+                    if waited >= rtt / 2 {
                         current.body_rounds += 1;
                     }
                 }
@@ -362,7 +506,7 @@ fn count_trips(smtp: &SmtpServer, rtt: Duration) -> Vec<Trips> {
 
 /// The servers of one snapmail run: Mosquitto and Frigate here, SMTP across the link.
 async fn rig(link: &Link, idle_close: Option<Duration>) -> Rig {
-    let mut smtp = SmtpServer::builder().listen_on(IpAddr::V4(wan::FAR), link.binder());
+    let mut smtp = SmtpServer::builder().listen_on(IpAddr::V4(link.far()), link.binder());
     if let Some(idle) = idle_close {
         smtp = smtp.idle_timeout(idle);
     }
@@ -373,12 +517,12 @@ async fn rig(link: &Link, idle_close: Option<Duration>) -> Rig {
     }
 }
 
-fn start_daemon(r: &Rig, kind: Kind) -> Daemon {
+fn start_daemon(r: &Rig, far: std::net::Ipv4Addr, kind: Kind) -> Daemon {
     let sources = match kind {
         Kind::Text => "sources:\n  - kind: mqtt\n    topic: bench/+\n",
         Kind::Picture => "",
     };
-    let host = wan::FAR.to_string();
+    let host = far.to_string();
     let envs = [
         ("SNAPMAIL__SMTP__HOST", host.as_str()),
         // A known Frigate version: snapshots are asked for at mail size, no version probe.
@@ -415,7 +559,7 @@ async fn latency(link: &Link, kind: Kind, spacing: Spacing, samples: usize) -> S
         Spacing::Warm => (None, WARM_GAP, WARM_UNCOUNTED),
     };
     let r = rig(link, idle_close).await;
-    let d = start_daemon(&r, kind);
+    let d = start_daemon(&r, link.far(), kind);
     wait_for_log(&d, "mqtt: subscribed").await;
     let publisher = Publisher::connect(r.broker.port).await;
     let mut latencies = Vec::new();
@@ -434,10 +578,16 @@ async fn latency(link: &Link, kind: Kind, spacing: Spacing, samples: usize) -> S
     }
     check_pictures(&r.smtp, kind);
     let trips = count_trips(&r.smtp, link.rtt());
+    if std::env::var_os("WAN_VERBOSE").is_some() {
+        for (n, (latency, t)) in latencies.iter().zip(&trips[uncounted..]).enumerate() {
+            println!("  sample {n}: {} — {}", ms(*latency), t.describe());
+        }
+    }
     Series {
         latency: latencies,
         trips: trips[uncounted..].to_vec(),
         bytes: median_size(&r.smtp),
+        connections: r.smtp.connections(),
     }
 }
 
@@ -451,7 +601,7 @@ struct Burst {
 /// last 250.
 async fn burst(link: &Link, kind: Kind) -> Burst {
     let r = rig(link, None).await;
-    let d = start_daemon(&r, kind);
+    let d = start_daemon(&r, link.far(), kind);
     wait_for_log(&d, "mqtt: subscribed").await;
     let publisher = Publisher::connect(r.broker.port).await;
     let events: Vec<_> = (0..BURST_EVENTS)
@@ -471,6 +621,7 @@ async fn burst(link: &Link, kind: Kind) -> Burst {
             latency: Vec::new(),
             trips: count_trips(&r.smtp, link.rtt()),
             bytes: median_size(&r.smtp),
+            connections: r.smtp.connections(),
         },
     }
 }
@@ -498,7 +649,7 @@ impl Mqttwarn {
     async fn start(link: &Link) -> Mqttwarn {
         let broker = mosquitto::start();
         let smtp = SmtpServer::builder()
-            .listen_on(IpAddr::V4(wan::FAR), link.binder())
+            .listen_on(IpAddr::V4(link.far()), link.binder())
             .starttls_port(25)
             .start()
             .await;
@@ -514,7 +665,7 @@ impl Mqttwarn {
                  targets = {{'me': ['me@example.com']}}\n\n\
                  [bench/+]\ntargets = smtp:me\ntitle = {{topic}}\nformat = {{payload}}\n",
                 mqtt = broker.port,
-                far = wan::FAR,
+                far = link.far(),
             ),
         )
         .expect("write mqttwarn.ini");
@@ -587,6 +738,7 @@ async fn mqttwarn_latency(link: &Link, samples: usize) -> Series {
         latency: latencies,
         trips: trips[WARM_UNCOUNTED..].to_vec(),
         bytes: median_size(&m.smtp),
+        connections: m.smtp.connections(),
     }
 }
 
@@ -607,6 +759,7 @@ async fn mqttwarn_burst(link: &Link) -> Burst {
             latency: Vec::new(),
             trips: count_trips(&m.smtp, link.rtt()),
             bytes: median_size(&m.smtp),
+            connections: m.smtp.connections(),
         },
     }
 }
@@ -764,10 +917,12 @@ impl Table {
     fn latency(&mut self, what: &str, ours: &Series, theirs: Option<&Series>, target: &str) {
         let fmt = |s: &Series| {
             format!(
-                "{} / {} ({} RTT)",
+                "{} / {} ({} RTT; {} mails, {} connections)",
                 ms(s.p(0.5)),
                 ms(s.p(0.95)),
-                self.in_rtt(s.p(0.5))
+                self.in_rtt(s.p(0.5)),
+                s.trips.len(),
+                s.connections
             )
         };
         let trips = |s: &Series| {

@@ -23,7 +23,10 @@ struct Client<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     async fn send(&mut self, bytes: &str) {
-        self.io.get_mut().write_all(bytes.as_bytes()).await.unwrap();
+        let io = self.io.get_mut();
+        io.write_all(bytes.as_bytes()).await.unwrap();
+        // Over TLS, what the socket could not take yet waits in rustls until flushed.
+        io.flush().await.unwrap();
     }
 
     /// One complete reply (its lines).
@@ -308,4 +311,18 @@ async fn idle_sessions_are_closed_like_gmail_does() {
     );
     assert!(c.closed().await);
     assert!(steps(&server, 1).contains(&Step::IdleClose));
+}
+
+#[tokio::test]
+async fn a_large_chunk_pipelined_behind_its_commands_is_taken_whole() {
+    let server = smtp::start().await;
+    let mut c = logged_in(&server).await;
+    let size = 300_000;
+    let mut group =
+        format!("MAIL FROM:<cam@example.com>\r\nRCPT TO:<a@example.org>\r\nBDAT {size} LAST\r\n");
+    group.push_str(&"A".repeat(size));
+    c.send(&group).await;
+    let r = c.replies(3).await;
+    assert!(r[2].starts_with("250 2.0.0 OK  "), "{r:?}");
+    assert_eq!(server.messages()[0].data.len(), size);
 }

@@ -360,7 +360,7 @@ impl SmtpServer {
             },
             starttls_port: 0,
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            binder: Arc::new(|addr| std::net::TcpListener::bind(addr)),
+            binder: Arc::new(std::net::TcpListener::bind::<SocketAddr>),
             idle_timeout: None,
         }
     }

@@ -3,15 +3,16 @@
 //! way (the kernel here has no netem, so the delay is done in user space).
 //!
 //! ```text
-//!  host namespace                                   namespace snapmail-wan-<pid>
-//!  198.18.0.1  smw<pid>h ──fd──► [thread: +delay] ──fd──► smw<pid>f  198.18.0.2
-//!              smw<pid>h ◄──fd── [thread: +delay] ◄──fd── smw<pid>f
+//!  host namespace                                    namespace snapmail-wan-<pid>
+//!  198.18.x.y+1  smw<pid>h ──fd──► [thread: +delay] ──fd──► smw<pid>f  198.18.x.y+2
+//!                smw<pid>h ◄──fd── [thread: +delay] ◄──fd── smw<pid>f
 //! ```
 //!
-//! Both devices are point-to-point with MTU 1500, so TCP segments and acknowledges as on the
-//! Internet (loopback's 64 KB MTU would hide slow start). Addresses are in 198.18.0.0/15, the
-//! range set aside for benchmarking (RFC 2544), so they cannot clash with a real network; no
-//! packet leaves the machine. Packets are queued in arrival order and released in that order
+//! Both devices are point-to-point with MTU 1500 and their routes use cubic, Linux's default
+//! congestion control, so TCP segments, acknowledges and slow-starts as on the Internet (loopback's 64 KB MTU would hide slow start). Addresses are a /30 of
+//! 198.18.0.0/15, the range set aside for benchmarking (RFC 2544), so they cannot clash with a
+//! real network, chosen by process id so that links of concurrent runs do not clash either;
+//! no packet leaves the machine. Packets are queued in arrival order and released in that order
 //! when their delay is up: no reordering, no loss inside the line, no bandwidth cap beyond
 //! what one thread moving one packet per system call does (the bench measures it).
 //!
@@ -34,15 +35,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The host's end of the link.
-pub const NEAR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-/// The far end, inside the namespace.
-pub const FAR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The first address of 198.18.0.0/15; each link takes the /30 its process id picks.
+const BENCH_NET: u32 = u32::from_be_bytes([198, 18, 0, 0]);
 const MTU: u32 = 1500;
 /// Packets the kernel may queue on a device before the thread reads them; a short queue
 /// would drop the bursts of a fast TCP sender whenever the thread is briefly descheduled.
 const TX_QUEUE: u32 = 10_000;
 const NS_PREFIX: &str = "snapmail-wan-";
+const CONGESTION_CONTROL: &str = "cubic";
 
 /// What the delay thread has moved so far.
 #[derive(Default)]
@@ -58,6 +58,8 @@ pub struct Counters {
 /// A running link; dropping it removes the namespace and both devices.
 pub struct Link {
     ns: String,
+    near: Ipv4Addr,
+    far: Ipv4Addr,
     near_dev: String,
     far_dev: String,
     one_way: Duration,
@@ -98,6 +100,10 @@ impl Link {
         let ns = format!("{NS_PREFIX}{pid}");
         let near_dev = format!("smw{pid}h");
         let far_dev = format!("smw{pid}f");
+        // 2^15 subnets of four addresses in the /15.
+        let base = BENCH_NET + (pid % (1 << 15)) * 4;
+        let (near_ip, far_ip) = (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2));
+        let (near_s, far_s) = (near_ip.to_string(), far_ip.to_string());
         // The guard removes whatever exists so far if a later step fails.
         let mut partial = Teardown { ns: None };
         let near = open_tun(&near_dev).map_err(|e| format!("TUN device {near_dev}: {e}"))?;
@@ -107,15 +113,7 @@ impl Link {
         let mtu = MTU.to_string();
         let qlen = TX_QUEUE.to_string();
         ip(&["link", "set", &far_dev, "netns", &ns])?;
-        ip(&[
-            "addr",
-            "add",
-            &NEAR.to_string(),
-            "peer",
-            &FAR.to_string(),
-            "dev",
-            &near_dev,
-        ])?;
+        ip(&["addr", "add", &near_s, "peer", &far_s, "dev", &near_dev])?;
         ip(&[
             "link",
             "set",
@@ -128,15 +126,7 @@ impl Link {
             "up",
         ])?;
         ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &FAR.to_string(),
-            "peer",
-            &NEAR.to_string(),
-            "dev",
-            &far_dev,
+            "-n", &ns, "addr", "add", &far_s, "peer", &near_s, "dev", &far_dev,
         ])?;
         ip(&[
             "-n",
@@ -152,6 +142,33 @@ impl Link {
             "up",
         ])?;
         ip(&["-n", &ns, "link", "set", "dev", "lo", "up"])?;
+        // Linux's default congestion control on both ends, whatever this machine is set to
+        // (e.g. BBR, which paces a slow start instead of sending it in bursts).
+        for (netns, dev, dst, src) in [
+            (None, &near_dev, &far_s, &near_s),
+            (Some(&ns), &far_dev, &near_s, &far_s),
+        ] {
+            let mut args: Vec<&str> = Vec::new();
+            if let Some(n) = netns {
+                args.extend(["-n", n.as_str()]);
+            }
+            args.extend([
+                "route",
+                "replace",
+                dst,
+                "dev",
+                dev,
+                "proto",
+                "kernel",
+                "scope",
+                "link",
+                "src",
+                src,
+                "congctl",
+                CONGESTION_CONTROL,
+            ]);
+            ip(&args)?;
+        }
 
         // SAFETY: eventfd has no preconditions; the result is checked.
         let stop = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
@@ -170,6 +187,8 @@ impl Link {
         partial.ns = None;
         Ok(Link {
             ns,
+            near: near_ip,
+            far: far_ip,
             near_dev,
             far_dev,
             one_way,
@@ -177,6 +196,16 @@ impl Link {
             thread: Some(thread),
             counters,
         })
+    }
+
+    /// The host's end of the link.
+    pub fn near(&self) -> Ipv4Addr {
+        self.near
+    }
+
+    /// The far end, inside the namespace: servers there listen on it.
+    pub fn far(&self) -> Ipv4Addr {
+        self.far
     }
 
     /// The namespace's name, for `ip -n`.
@@ -194,7 +223,7 @@ impl Link {
         run_in_namespace(&self.ns, f)
     }
 
-    /// A listening TCP socket on `addr` inside the namespace (`FAR` or `127.0.0.1` there).
+    /// A listening TCP socket on `addr` inside the namespace (`far()` or `127.0.0.1` there).
     pub fn bind_tcp(&self, addr: SocketAddr) -> io::Result<TcpListener> {
         bind_in(&self.ns, addr)
     }
