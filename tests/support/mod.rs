@@ -9,6 +9,7 @@ pub mod mosquitto;
 pub mod rig;
 pub mod smtp;
 pub mod wait;
+pub mod wan;
 
 /// Installs ring as the process-wide rustls provider. Idempotent; the clients used in tests
 /// (reqwest, rumqttc) are built without a provider of their own.

@@ -2,20 +2,34 @@
 //! port (like 587), implicit TLS on another (like 465), AUTH PLAIN/LOGIN/XOAUTH2 with Gmail's
 //! replies for app passwords, account passwords and bad credentials, and fault injection for
 //! retry tests. Everything it receives is recorded for assertions.
+//!
+//! Like Gmail it offers PIPELINING (RFC 2920) and CHUNKING (RFC 3030): commands are answered
+//! in order, and replies are held back while more client bytes are already waiting and sent
+//! together when the server would otherwise wait for input, so a pipelined group gets its
+//! replies in one packet. Bytes pipelined after STARTTLS close the connection. It can also
+//! listen on another address (e.g. across a delay line in a network namespace) and close
+//! idle sessions as Gmail does.
+//!
+//! For counting round trips, each connection keeps a log of [`Step`]s: when the client's
+//! next bytes arrived after the server had flushed replies, STARTTLS and TLS handshakes,
+//! stalls inside a message body, and which message was accepted.
 #![allow(dead_code)]
 
 use std::future::poll_fn;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio_rustls::TlsAcceptor;
@@ -149,6 +163,44 @@ pub struct State {
     pub faults: Vec<(Fault, usize)>,
     pub down: bool,
     pub silent: bool,
+    /// One log per accepted connection, in order (`conn_logs[n - 1]` is connection `n`).
+    pub conn_logs: Vec<ConnLog>,
+}
+
+/// What one connection did, step by step, as the server saw it.
+#[derive(Clone, Debug)]
+pub struct ConnLog {
+    /// 1-based, as in the transcript.
+    pub conn_no: usize,
+    pub port: u16,
+    /// When `accept` returned (the client's TCP handshake is complete by then).
+    pub accepted_at: Instant,
+    pub steps: Vec<(Instant, Step)>,
+}
+
+/// One event in a [`ConnLog`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The server had flushed replies, and then read the client's next bytes at a command
+    /// boundary (a command, an AUTH continuation line, or the first bytes of a DATA body):
+    /// `waited` is the time from that flush to their arrival, near zero when they were
+    /// already there (pipelined), at least one round trip when the client waited for the
+    /// replies. `after` is the last reply line flushed.
+    Reply { waited: Duration, after: String },
+    /// STARTTLS was accepted: the client waits for this 220 before its TLS hello, one round
+    /// trip by the protocol.
+    StartTls,
+    /// A TLS handshake completed, costing the client `round_trips` (TLS 1.3: 1, or 2 after a
+    /// HelloRetryRequest; TLS 1.2: 2, or 1 when resumed).
+    Tls { version: String, round_trips: u32 },
+    /// Inside a message body (DATA lines after the first, BDAT chunks) the server had to wait
+    /// `waited` (at least 1 ms) for more bytes: the client's TCP was held back, e.g. by slow
+    /// start.
+    Stall { waited: Duration },
+    /// The message at this index of [`State::messages`] was accepted.
+    Accepted { message: usize },
+    /// The server closed the session after it sat idle for the idle timeout.
+    IdleClose,
 }
 
 impl State {
@@ -174,9 +226,15 @@ struct Accounts {
     oauth_token: String,
 }
 
+/// Creates a listening socket on an address (e.g. inside a network namespace).
+pub type Binder = Arc<dyn Fn(SocketAddr) -> io::Result<std::net::TcpListener> + Send + Sync>;
+
 pub struct SmtpBuilder {
     accounts: Accounts,
     starttls_port: u16,
+    ip: IpAddr,
+    binder: Binder,
+    idle_timeout: Option<Duration>,
 }
 
 impl SmtpBuilder {
@@ -184,6 +242,23 @@ impl SmtpBuilder {
     /// that cannot be told a port.
     pub fn starttls_port(mut self, port: u16) -> Self {
         self.starttls_port = port;
+        self
+    }
+    /// Listen on `ip` (both ports), creating the sockets with `bind`; the certificate also
+    /// names `ip`. For a server across a delay line, `bind` creates them in its namespace.
+    pub fn listen_on(
+        mut self,
+        ip: IpAddr,
+        bind: impl Fn(SocketAddr) -> io::Result<std::net::TcpListener> + Send + Sync + 'static,
+    ) -> Self {
+        self.ip = ip;
+        self.binder = Arc::new(bind);
+        self
+    }
+    /// Close a session that sends nothing for `idle` while the server waits for a command,
+    /// with Gmail's `451 4.4.2 Timeout - closing connection.`
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = Some(idle);
         self
     }
     pub fn username(mut self, v: &str) -> Self {
@@ -205,7 +280,7 @@ impl SmtpBuilder {
 
     pub async fn start(self) -> SmtpServer {
         super::install_crypto();
-        let certs = TestCa::generate();
+        let certs = TestCa::generate(self.ip);
         let dir = tempfile::Builder::new()
             .prefix("snapmail-smtp-")
             .tempdir()
@@ -213,12 +288,14 @@ impl SmtpBuilder {
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, &certs.ca_pem).expect("write ca.pem");
 
-        let starttls = TcpListener::bind(("127.0.0.1", self.starttls_port))
-            .await
-            .expect("bind SMTP STARTTLS listener");
-        let tls = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind SMTP TLS listener");
+        let listen = |port: u16, what: &str| {
+            let std_listener = (self.binder)(SocketAddr::new(self.ip, port))
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .unwrap_or_else(|e| panic!("bind SMTP {what} listener on {}:{port}: {e}", self.ip));
+            TcpListener::from_std(std_listener).expect("register SMTP listener")
+        };
+        let starttls = listen(self.starttls_port, "STARTTLS");
+        let tls = listen(0, "TLS");
         let starttls_port = starttls.local_addr().unwrap().port();
         let tls_port = tls.local_addr().unwrap().port();
 
@@ -234,11 +311,15 @@ impl SmtpBuilder {
             ],
             conns: Mutex::new(Vec::new()),
             ids: AtomicU64::new(0),
+            ip: self.ip,
+            binder: self.binder,
+            idle_timeout: self.idle_timeout,
         });
         for slot in &shared.listeners {
             spawn_accept_loop(&shared, slot);
         }
         SmtpServer {
+            ip: self.ip,
             starttls_port,
             tls_port,
             ca_file,
@@ -251,11 +332,14 @@ impl SmtpBuilder {
 }
 
 pub struct SmtpServer {
+    /// The address both ports listen on (127.0.0.1 unless set with `listen_on`).
+    pub ip: IpAddr,
     /// Plain SMTP that must be upgraded with STARTTLS, like port 587.
     pub starttls_port: u16,
     /// TLS from the first byte, like port 465.
     pub tls_port: u16,
-    /// PEM of the CA that signed the server certificate (for `localhost` and `127.0.0.1`).
+    /// PEM of the CA that signed the server certificate (for `localhost`, `127.0.0.1` and
+    /// `ip`).
     pub ca_file: PathBuf,
     pub ca_pem: String,
     pub state: Arc<Mutex<State>>,
@@ -278,6 +362,9 @@ impl SmtpServer {
                 oauth_token: "ya29.valid-token".into(),
             },
             starttls_port: 0,
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            binder: Arc::new(std::net::TcpListener::bind::<SocketAddr>),
+            idle_timeout: None,
         }
     }
 
@@ -312,6 +399,11 @@ impl SmtpServer {
     /// content as `[data: N bytes]`.
     pub fn transcript(&self) -> String {
         self.lock().transcript.join("\n")
+    }
+
+    /// Every connection's log of steps, for counting round trips (see [`Step`]).
+    pub fn conn_logs(&self) -> Vec<ConnLog> {
+        self.lock().conn_logs.clone()
     }
 
     /// How many messages were accepted so far (cheaper than `messages().len()`).
@@ -379,7 +471,7 @@ impl SmtpServer {
             self.shared.cut_connections();
         } else {
             for slot in &self.shared.listeners {
-                slot.rebind(&self.shared.runtime);
+                slot.rebind(&self.shared);
                 spawn_accept_loop(&self.shared, slot);
             }
         }
@@ -447,7 +539,7 @@ struct TestCa {
 }
 
 impl TestCa {
-    fn generate() -> TestCa {
+    fn generate(ip: IpAddr) -> TestCa {
         use rcgen::{
             BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
             KeyPair, KeyUsagePurpose,
@@ -465,8 +557,11 @@ impl TestCa {
         let ca_cert = ca.self_signed(&ca_key).expect("self-sign CA");
         let issuer = Issuer::new(ca, ca_key);
 
-        let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".into()])
-            .expect("leaf params");
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".into()];
+        if !ip.is_loopback() {
+            names.push(ip.to_string());
+        }
+        let mut leaf = CertificateParams::new(names).expect("leaf params");
         leaf.distinguished_name
             .push(DnType::CommonName, "localhost");
         leaf.is_ca = IsCa::NoCa;
@@ -510,6 +605,9 @@ struct Shared {
     listeners: [Slot; 2],
     conns: Mutex<Vec<AbortHandle>>,
     ids: AtomicU64,
+    ip: IpAddr,
+    binder: Binder,
+    idle_timeout: Option<Duration>,
 }
 
 /// A listening socket that `set_down` can close synchronously: the accept loop only borrows
@@ -538,11 +636,11 @@ impl Slot {
         }
     }
 
-    fn rebind(&self, runtime: &tokio::runtime::Handle) {
-        let std_listener = std::net::TcpListener::bind(("127.0.0.1", self.port))
+    fn rebind(&self, shared: &Shared) {
+        let std_listener = (shared.binder)(SocketAddr::new(shared.ip, self.port))
             .unwrap_or_else(|e| panic!("rebinding SMTP port {} failed: {e}", self.port));
         std_listener.set_nonblocking(true).unwrap();
-        let _guard = runtime.enter();
+        let _guard = shared.runtime.enter();
         let listener = TcpListener::from_std(std_listener).expect("register listener");
         *self.listener.lock().unwrap() = Some(listener);
     }
@@ -574,6 +672,149 @@ impl Shared {
     fn record(&self, line: String) {
         lock(&self.state).transcript.push(line);
     }
+
+    fn step(&self, conn_no: usize, step: Step) {
+        if let Some(log) = lock(&self.state).conn_logs.get_mut(conn_no - 1) {
+            log.steps.push((Instant::now(), step));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The wire: reply batching and the round-trip log
+
+/// The connection under the dialogue's `BufReader`. Replies are queued, not written; they
+/// go out together when the server is about to wait for client bytes that have not arrived
+/// (RFC 2920 section 3.1), on `flush`, and before shutdown. Reads are logged as [`Step`]s.
+struct Wire<S> {
+    inner: S,
+    shared: Arc<Shared>,
+    conn_no: usize,
+    out: Vec<u8>,
+    /// The last reply line queued, for the log.
+    last_line: String,
+    /// When replies were last flushed, if no client bytes arrived since.
+    flushed: Option<Instant>,
+    /// When the current read started waiting, if it had to.
+    waiting_since: Option<Instant>,
+    /// Reading the inside of a message body (stalls there are TCP rounds, not replies).
+    body: bool,
+}
+
+type Io<S> = BufReader<Wire<S>>;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
+    fn new(inner: S, shared: Arc<Shared>, conn_no: usize) -> Wire<S> {
+        Wire {
+            inner,
+            shared,
+            conn_no,
+            out: Vec::new(),
+            last_line: String::new(),
+            flushed: None,
+            waiting_since: None,
+            body: false,
+        }
+    }
+
+    fn queue(&mut self, lines: &[String]) {
+        for line in lines {
+            self.out.extend_from_slice(line.as_bytes());
+            self.out.extend_from_slice(b"\r\n");
+        }
+        if let Some(last) = lines.last() {
+            self.last_line.clone_from(last);
+        }
+    }
+
+    /// Writes every queued reply and flushes the socket.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let had_output = !self.out.is_empty();
+        while !self.out.is_empty() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out.drain(..n);
+        }
+        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+        if had_output {
+            self.flushed = Some(Instant::now());
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Client bytes arrived: log what they tell about the round trips.
+    fn arrived(&mut self) {
+        let now = Instant::now();
+        let waited = self.waiting_since.take();
+        let step = match self.flushed.take() {
+            Some(flushed) if !self.body => Some(Step::Reply {
+                waited: now - flushed,
+                after: self.last_line.clone(),
+            }),
+            _ => waited
+                .map(|since| now - since)
+                .filter(|w| self.body && *w >= Duration::from_millis(1))
+                .map(|waited| Step::Stall { waited }),
+        };
+        if let Some(step) = step {
+            self.shared.step(self.conn_no, step);
+        }
+    }
+}
+
+async fn flush<S: AsyncRead + AsyncWrite + Unpin>(io: &mut Io<S>) -> io::Result<()> {
+    poll_fn(|cx| io.get_mut().poll_drain(cx)).await
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Wire<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        for _ in 0..2 {
+            let before = buf.filled().len();
+            if let Poll::Ready(r) = Pin::new(&mut this.inner).poll_read(cx, buf) {
+                if r.is_ok() && buf.filled().len() > before {
+                    this.arrived();
+                }
+                return Poll::Ready(r);
+            }
+            // Nothing from the client: this is when pending replies go out. Then look again,
+            // which also registers for the next bytes.
+            if this.out.is_empty() {
+                break;
+            }
+            ready!(this.poll_drain(cx))?;
+        }
+        this.waiting_since.get_or_insert_with(Instant::now);
+        Poll::Pending
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Wire<S> {
+    /// Queued like replies; the bytes go out with the next flush.
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().out.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_drain(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
 }
 
 fn spawn_accept_loop(shared: &Arc<Shared>, slot: &Slot) {
@@ -597,7 +838,14 @@ fn spawn_accept_loop(shared: &Arc<Shared>, slot: &Slot) {
             let conn_no = {
                 let mut st = lock(&shared.state);
                 st.connections += 1;
-                st.connections
+                let conn_no = st.connections;
+                st.conn_logs.push(ConnLog {
+                    conn_no,
+                    port: slot.port,
+                    accepted_at: Instant::now(),
+                    steps: Vec::new(),
+                });
+                conn_no
             };
             let conn = shared.runtime.spawn(serve(
                 shared.clone(),
@@ -636,6 +884,9 @@ async fn serve(
         return;
     }
     shared.record(format!("-- connection {conn_no} on port {port} ({kind})"));
+    // Replies go out as soon as they are flushed (see `Wire`), not when Nagle's algorithm
+    // lets them.
+    let _ = stream.set_nodelay(true);
     let mut session = Session {
         shared: shared.clone(),
         peer,
@@ -648,13 +899,15 @@ async fn serve(
         rcpt_to: Vec::new(),
         chunks: None,
     };
+    let wire = |s| BufReader::new(Wire::new(s, shared.clone(), conn_no));
+    let wire_plain = |s| BufReader::new(Wire::new(s, shared.clone(), conn_no));
     let outcome = if implicit_tls {
         match handshake(&shared, stream, conn_no).await {
-            Some(tls) => session.run(BufReader::new(tls), true).await.map(|_| ()),
+            Some(tls) => session.run(wire(tls), true).await.map(|_| ()),
             None => return,
         }
     } else {
-        match session.run(BufReader::new(stream), true).await {
+        match session.run(wire_plain(stream), true).await {
             Ok(End::StartTls(reader)) => {
                 if !reader.buffer().is_empty() {
                     shared.record(format!(
@@ -662,13 +915,14 @@ async fn serve(
                     ));
                     return;
                 }
-                match handshake(&shared, reader.into_inner(), conn_no).await {
+                shared.step(conn_no, Step::StartTls);
+                match handshake(&shared, reader.into_inner().inner, conn_no).await {
                     Some(tls) => {
                         session.tls = true;
                         session.greeted = false;
                         session.authed = false;
                         session.reset_transaction();
-                        session.run(BufReader::new(tls), false).await.map(|_| ())
+                        session.run(wire(tls), false).await.map(|_| ())
                     }
                     None => return,
                 }
@@ -689,7 +943,25 @@ async fn handshake(
     conn_no: usize,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, shared.acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => Some(tls),
+        Ok(Ok(tls)) => {
+            let conn = tls.get_ref().1;
+            let version = conn.protocol_version();
+            let kind = conn.handshake_kind();
+            use rustls::{HandshakeKind, ProtocolVersion};
+            let round_trips = match (version, kind) {
+                (_, Some(HandshakeKind::FullWithHelloRetryRequest)) => 2,
+                (Some(ProtocolVersion::TLSv1_2), Some(HandshakeKind::Full)) => 2,
+                _ => 1,
+            };
+            shared.step(
+                conn_no,
+                Step::Tls {
+                    version: version.map_or("?".into(), |v| format!("{v:?}")),
+                    round_trips,
+                },
+            );
+            Some(tls)
+        }
         Ok(Err(e)) => {
             shared.record(format!(
                 "-- connection {conn_no}: TLS handshake failed: {e}"
@@ -709,6 +981,11 @@ async fn handshake(
 enum End<R> {
     Closed,
     StartTls(R),
+}
+
+enum Next {
+    Closed,
+    StartTls,
 }
 
 struct Session {
@@ -812,21 +1089,27 @@ impl Session {
         lock(&self.shared.state).take_fault(stage)
     }
 
-    async fn send<S: AsyncWrite + Unpin>(&self, io: &mut S, lines: &[String]) -> io::Result<()> {
-        let mut out = String::new();
+    /// Queues a reply; it goes out when the server next waits for the client (see `Wire`).
+    async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut Io<S>,
+        lines: &[String],
+    ) -> io::Result<()> {
         {
             let mut st = lock(&self.shared.state);
             for line in lines {
                 st.transcript.push(format!("S: {line}"));
-                out.push_str(line);
-                out.push_str("\r\n");
             }
         }
-        io.write_all(out.as_bytes()).await?;
-        io.flush().await
+        io.get_mut().queue(lines);
+        Ok(())
     }
 
-    async fn send1<S: AsyncWrite + Unpin>(&self, io: &mut S, line: String) -> io::Result<()> {
+    async fn send1<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut Io<S>,
+        line: String,
+    ) -> io::Result<()> {
         self.send(io, &[line]).await
     }
 
@@ -885,21 +1168,48 @@ impl Session {
     /// STARTTLS, when the stream is handed back for the handshake.
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
-        mut io: BufReader<S>,
+        mut io: Io<S>,
         greet: bool,
-    ) -> io::Result<End<BufReader<S>>> {
+    ) -> io::Result<End<Io<S>>> {
+        let end = self.dialogue(&mut io, greet).await?;
+        // Whatever is still queued (a last reply before closing, the 220 before TLS).
+        flush(&mut io).await?;
+        Ok(match end {
+            Next::Closed => End::Closed,
+            Next::StartTls => End::StartTls(io),
+        })
+    }
+
+    async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut Io<S>,
+        greet: bool,
+    ) -> io::Result<Next> {
         if greet {
             if let Some(Fault::Greeting(text)) = self.take_fault(0) {
                 let reply = custom_reply(&text, &self.id());
-                self.send(&mut io, &reply).await?;
+                self.send(io, &reply).await?;
                 let _ = io.shutdown().await;
-                return Ok(End::Closed);
+                return Ok(Next::Closed);
             }
-            self.send1(&mut io, format!("220 {HOST} ESMTP snapmail-test - gsmtp"))
+            self.send1(io, format!("220 {HOST} ESMTP snapmail-test - gsmtp"))
                 .await?;
         }
         let mut raw = Vec::new();
         loop {
+            if let Some(idle) = self.shared.idle_timeout {
+                if tokio::time::timeout(idle, io.fill_buf()).await.is_err() {
+                    let id = self.id();
+                    self.send1(
+                        io,
+                        format!("451 4.4.2 Timeout - closing connection. {id} - gsmtp"),
+                    )
+                    .await?;
+                    self.shared.step(self.conn_no, Step::IdleClose);
+                    let _ = io.shutdown().await;
+                    return Ok(Next::Closed);
+                }
+            }
             if !self.tls {
                 let peek = io.fill_buf().await?;
                 if peek.first() == Some(&0x16) {
@@ -907,18 +1217,18 @@ impl Session {
                         "-- connection {}: TLS handshake on the plain port, closing",
                         self.conn_no
                     ));
-                    return Ok(End::Closed);
+                    return Ok(Next::Closed);
                 }
             }
-            match read_line(&mut io, &mut raw, COMMAND_LINE_LIMIT).await {
+            match read_line(io, &mut raw, COMMAND_LINE_LIMIT).await {
                 Ok(true) => {}
-                Ok(false) => return Ok(End::Closed),
+                Ok(false) => return Ok(Next::Closed),
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                     self.shared.record("C: [overlong line]".into());
                     let id = self.id();
-                    self.send1(&mut io, format!("500 5.5.2 Line too long. {id} - gsmtp"))
+                    self.send1(io, format!("500 5.5.2 Line too long. {id} - gsmtp"))
                         .await?;
-                    return Ok(End::Closed);
+                    return Ok(Next::Closed);
                 }
                 Err(e) => return Err(e),
             }
@@ -945,7 +1255,7 @@ impl Session {
                     if arg.is_empty() {
                         let id = self.id();
                         self.send1(
-                            &mut io,
+                            io,
                             format!("501 5.5.4 Empty HELO/EHLO argument not allowed. {id} - gsmtp"),
                         )
                         .await?;
@@ -955,55 +1265,49 @@ impl Session {
                     self.reset_transaction();
                     if verb == "EHLO" {
                         let lines = self.ehlo_lines();
-                        self.send(&mut io, &lines).await?;
+                        self.send(io, &lines).await?;
                     } else {
-                        self.send1(&mut io, format!("250 {HOST} at your service"))
+                        self.send1(io, format!("250 {HOST} at your service"))
                             .await?;
                     }
                 }
                 "STARTTLS" => {
                     let id = self.id();
                     if self.tls {
-                        self.send1(
-                            &mut io,
-                            format!("503 5.5.1 TLS already active. {id} - gsmtp"),
-                        )
-                        .await?;
+                        self.send1(io, format!("503 5.5.1 TLS already active. {id} - gsmtp"))
+                            .await?;
                     } else if !arg.is_empty() {
-                        self.send1(&mut io, format!("501 5.5.4 Syntax error. {id} - gsmtp"))
+                        self.send1(io, format!("501 5.5.4 Syntax error. {id} - gsmtp"))
                             .await?;
                     } else {
-                        self.send1(&mut io, "220 2.0.0 Ready to start TLS".into())
+                        self.send1(io, "220 2.0.0 Ready to start TLS".into())
                             .await?;
-                        return Ok(End::StartTls(io));
+                        return Ok(Next::StartTls);
                     }
                 }
                 "AUTH" => {
-                    if !self.auth(&mut io, &arg).await? {
-                        return Ok(End::Closed);
+                    if !self.auth(io, &arg).await? {
+                        return Ok(Next::Closed);
                     }
                 }
                 "MAIL" => {
                     let id = self.id();
                     if !self.greeted {
-                        self.send1(&mut io, format!("503 5.5.1 EHLO/HELO first. {id} - gsmtp"))
+                        self.send1(io, format!("503 5.5.1 EHLO/HELO first. {id} - gsmtp"))
                             .await?;
                     } else if !self.tls {
                         let r = self.starttls_required();
-                        self.send(&mut io, &r).await?;
+                        self.send(io, &r).await?;
                     } else if !self.authed {
                         let r = self.auth_required();
-                        self.send(&mut io, &r).await?;
+                        self.send(io, &r).await?;
                     } else if self.mail_from.is_some() {
-                        self.send1(
-                            &mut io,
-                            format!("503 5.5.1 Nested MAIL command. {id} - gsmtp"),
-                        )
-                        .await?;
+                        self.send1(io, format!("503 5.5.1 Nested MAIL command. {id} - gsmtp"))
+                            .await?;
                     } else {
                         match parse_path(&arg, "FROM:") {
                             None => {
-                                self.send1(&mut io, format!("555 5.5.2 Syntax error. {id} - gsmtp"))
+                                self.send1(io, format!("555 5.5.2 Syntax error. {id} - gsmtp"))
                                     .await?
                             }
                             Some((addr, params)) => {
@@ -1032,7 +1336,7 @@ impl Session {
                                 if reply.starts_with("250") {
                                     self.mail_from = Some(addr);
                                 }
-                                self.send1(&mut io, reply).await?;
+                                self.send1(io, reply).await?;
                             }
                         }
                     }
@@ -1040,17 +1344,16 @@ impl Session {
                 "RCPT" => {
                     let id = self.id();
                     if self.mail_from.is_none() {
-                        self.send1(&mut io, format!("503 5.5.1 MAIL first. {id} - gsmtp"))
+                        self.send1(io, format!("503 5.5.1 MAIL first. {id} - gsmtp"))
                             .await?;
                     } else {
                         match parse_path(&arg, "TO:") {
                             Some((addr, _)) if !addr.is_empty() => {
                                 self.rcpt_to.push(addr);
-                                self.send1(&mut io, format!("250 2.1.5 OK {id} - gsmtp"))
-                                    .await?;
+                                self.send1(io, format!("250 2.1.5 OK {id} - gsmtp")).await?;
                             }
                             _ => {
-                                self.send1(&mut io, format!("555 5.5.2 Syntax error. {id} - gsmtp"))
+                                self.send1(io, format!("555 5.5.2 Syntax error. {id} - gsmtp"))
                                     .await?
                             }
                         }
@@ -1059,24 +1362,24 @@ impl Session {
                 "DATA" => {
                     let id = self.id();
                     if self.mail_from.is_none() {
-                        self.send1(&mut io, format!("503 5.5.1 MAIL first. {id} - gsmtp"))
+                        self.send1(io, format!("503 5.5.1 MAIL first. {id} - gsmtp"))
                             .await?;
                         continue;
                     }
                     if self.rcpt_to.is_empty() {
-                        self.send1(&mut io, format!("503 5.5.1 RCPT first. {id} - gsmtp"))
+                        self.send1(io, format!("503 5.5.1 RCPT first. {id} - gsmtp"))
                             .await?;
                         continue;
                     }
                     if self.chunks.is_some() {
-                        self.send1(&mut io, format!("503 5.5.1 BDAT in progress. {id} - gsmtp"))
+                        self.send1(io, format!("503 5.5.1 BDAT in progress. {id} - gsmtp"))
                             .await?;
                         continue;
                     }
-                    self.send1(&mut io, format!("354  Go ahead {id} - gsmtp"))
+                    self.send1(io, format!("354  Go ahead {id} - gsmtp"))
                         .await?;
                     if let Some(Fault::DropMidData) = self.take_fault(3) {
-                        let got = read_line(&mut io, &mut raw, DATA_LINE_LIMIT).await;
+                        let got = read_line(io, &mut raw, DATA_LINE_LIMIT).await;
                         let n = if matches!(got, Ok(true)) {
                             raw.len()
                         } else {
@@ -1084,50 +1387,43 @@ impl Session {
                         };
                         self.shared
                             .record(format!("C: [data: dropped after {n} bytes]"));
-                        return Ok(End::Closed);
+                        return Ok(Next::Closed);
                     }
-                    let Some((data, too_big)) = self.read_data(&mut io).await? else {
+                    let Some((data, too_big)) = self.read_data(io).await? else {
                         self.shared
                             .record("C: [data: connection closed mid-data]".into());
-                        return Ok(End::Closed);
+                        return Ok(Next::Closed);
                     };
                     self.shared
                         .record(format!("C: [data: {} bytes]", data.len()));
-                    self.finish_message(&mut io, data, too_big).await?;
+                    self.finish_message(io, data, too_big).await?;
                 }
                 "BDAT" => {
-                    if !self.bdat(&mut io, &arg).await? {
-                        return Ok(End::Closed);
+                    if !self.bdat(io, &arg).await? {
+                        return Ok(Next::Closed);
                     }
                 }
                 "RSET" => {
                     self.reset_transaction();
                     let id = self.id();
-                    self.send1(&mut io, format!("250 2.1.5 Flushed {id} - gsmtp"))
+                    self.send1(io, format!("250 2.1.5 Flushed {id} - gsmtp"))
                         .await?;
                 }
                 "NOOP" => {
                     let id = self.id();
-                    self.send1(&mut io, format!("250 2.0.0 OK {id} - gsmtp"))
-                        .await?;
+                    self.send1(io, format!("250 2.0.0 OK {id} - gsmtp")).await?;
                 }
                 "QUIT" => {
                     let id = self.id();
-                    self.send1(
-                        &mut io,
-                        format!("221 2.0.0 closing connection {id} - gsmtp"),
-                    )
-                    .await?;
+                    self.send1(io, format!("221 2.0.0 closing connection {id} - gsmtp"))
+                        .await?;
                     let _ = io.shutdown().await;
-                    return Ok(End::Closed);
+                    return Ok(Next::Closed);
                 }
                 _ => {
                     let id = self.id();
-                    self.send1(
-                        &mut io,
-                        format!("502 5.5.1 Unrecognized command. {id} - gsmtp"),
-                    )
-                    .await?;
+                    self.send1(io, format!("502 5.5.1 Unrecognized command. {id} - gsmtp"))
+                        .await?;
                 }
             }
         }
@@ -1136,7 +1432,16 @@ impl Session {
     /// Message lines up to the lone dot, dot-stuffing undone. `None` if the client went away.
     async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
-        io: &mut BufReader<S>,
+        io: &mut Io<S>,
+    ) -> io::Result<Option<(Vec<u8>, bool)>> {
+        let got = self.read_data_lines(io).await;
+        io.get_mut().body = false;
+        got
+    }
+
+    async fn read_data_lines<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut Io<S>,
     ) -> io::Result<Option<(Vec<u8>, bool)>> {
         let mut data = Vec::new();
         let mut too_big = false;
@@ -1145,6 +1450,8 @@ impl Session {
             if !read_line(io, &mut line, DATA_LINE_LIMIT).await? {
                 return Ok(None);
             }
+            // The first line answers the 354; the rest is the body streaming in.
+            io.get_mut().body = true;
             if line == b".\r\n" || line == b".\n" {
                 return Ok(Some((data, too_big)));
             }
@@ -1164,7 +1471,7 @@ impl Session {
 
     async fn finish_message<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
-        io: &mut BufReader<S>,
+        io: &mut Io<S>,
         data: Vec<u8>,
         too_big: bool,
     ) -> io::Result<()> {
@@ -1208,7 +1515,12 @@ impl Session {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         // Stored before the reply goes out, so a test that saw 250 also sees the message.
-        lock(&self.shared.state).messages.push(mail);
+        let message = {
+            let mut st = lock(&self.shared.state);
+            st.messages.push(mail);
+            st.messages.len() - 1
+        };
+        self.shared.step(self.conn_no, Step::Accepted { message });
         self.send1(io, format!("250 2.0.0 OK  {ts} {id} - gsmtp"))
             .await
     }
@@ -1216,7 +1528,7 @@ impl Session {
     /// `BDAT <size> [LAST]`. Returns false when the connection must end.
     async fn bdat<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
-        io: &mut BufReader<S>,
+        io: &mut Io<S>,
         arg: &str,
     ) -> io::Result<bool> {
         let id = self.id();
@@ -1238,15 +1550,21 @@ impl Session {
         };
         // The chunk follows the command whatever we think of it; read it first.
         let mut chunk = vec![0u8; size.min(MAX_MESSAGE_SIZE + 1)];
-        if io.read_exact(&mut chunk).await.is_err() {
+        io.get_mut().body = true;
+        let got = io.read_exact(&mut chunk).await;
+        io.get_mut().body = false;
+        if got.is_err() {
             self.shared
                 .record("C: [data: connection closed mid-chunk]".into());
             return Ok(false);
         }
         if size > chunk.len() {
             // far over the limit: swallow the rest without keeping it
+            io.get_mut().body = true;
             let mut rest = (&mut *io).take((size - chunk.len()) as u64);
-            tokio::io::copy(&mut rest, &mut tokio::io::sink()).await?;
+            let swallowed = tokio::io::copy(&mut rest, &mut tokio::io::sink()).await;
+            io.get_mut().body = false;
+            swallowed?;
         }
         self.shared.record(format!("C: [data: {size} bytes]"));
         if self.mail_from.is_none() || self.rcpt_to.is_empty() {
@@ -1275,7 +1593,7 @@ impl Session {
     /// Reads one continuation line of an AUTH exchange. `None` if the client went away.
     async fn auth_line<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
-        io: &mut BufReader<S>,
+        io: &mut Io<S>,
     ) -> io::Result<Option<String>> {
         let mut raw = Vec::new();
         if !read_line(io, &mut raw, COMMAND_LINE_LIMIT).await? {
@@ -1290,7 +1608,7 @@ impl Session {
     /// Handles one AUTH command. Returns false when the connection must end.
     async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
-        io: &mut BufReader<S>,
+        io: &mut Io<S>,
         arg: &str,
     ) -> io::Result<bool> {
         lock(&self.shared.state).auth_times.push(Instant::now());
@@ -1421,7 +1739,7 @@ impl Session {
     /// `*` (already answered with 501), `None` if it went away.
     async fn next_response<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
-        io: &mut BufReader<S>,
+        io: &mut Io<S>,
         prompt: &str,
     ) -> io::Result<Option<Result<String, ()>>> {
         self.send1(io, prompt.to_string()).await?;
@@ -1443,7 +1761,7 @@ impl Session {
     /// Base64-decodes an AUTH payload, answering 501 itself when it is not base64.
     async fn decode<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
-        io: &mut BufReader<S>,
+        io: &mut Io<S>,
         encoded: &str,
     ) -> io::Result<Option<Vec<u8>>> {
         match B64.decode(encoded.trim()) {
@@ -1459,7 +1777,7 @@ impl Session {
 
     async fn check_password<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
-        io: &mut BufReader<S>,
+        io: &mut Io<S>,
         user: &str,
         pass: &str,
     ) -> io::Result<()> {

@@ -1,0 +1,980 @@
+//! `cargo bench --bench wan`: motion to inbox over a wide-area link, snapmail against mqttwarn
+//! in the same run. Needs root, `/dev/net/tun` and iproute2 (it says which is missing), plus
+//! Mosquitto; mqttwarn (`pip install mqttwarn`) for its column.
+//!
+//! The Gmail-like SMTP server (`tests/support/smtp.rs`, offering PIPELINING and CHUNKING)
+//! listens across a delay line (`tests/support/wan.rs`: a network namespace behind two TUN
+//! devices, 20 ms each way, so 40 ms round trips like a home connection to Gmail). Mosquitto,
+//! the Frigate-like HTTP server (1920×1080 camera-like JPEG) and the release binary run here,
+//! as they do beside the cameras. mqttwarn mails through the same link to a second such
+//! server on port 25 of the namespace.
+//!
+//! Scenarios, each on fresh servers and a fresh daemon, limits off:
+//! - **sporadic**: no SMTP session when the event comes. The server closes sessions idle for
+//!   3 s with Gmail's `451 4.4.2 Timeout`, as Gmail does after its own (unpublished) idle
+//!   limit, and events come 6.5 s apart; the daemon then has only a closed session, which it
+//!   checks before use, so each mail opens a new one (as after minutes of quiet);
+//! - **warm**: events 2 s apart on a live session (the first two are not counted);
+//! - **burst**: 100 events on 100 cameras published back to back → mails/s until the last
+//!   250.
+//!
+//! snapmail sends a text-only mail and a mail with the 1080p snapshot (fetched over HTTP,
+//! mailed at the default 1280 px); mqttwarn sends text. Latency is MQTT publish → the
+//! server's 250 for the message. mqttwarn opens a new session for every mail, so its
+//! sporadic and warm figures are one series (taken 2 s apart) shown in both rows.
+//!
+//! **Round trips, counted from the server's log** (`smtp::Step`), per mail: 1 for the TCP
+//! handshake of a new connection; 1 for STARTTLS; the TLS handshake's own (1 for TLS 1.3);
+//! and every time the client's next bytes at a command boundary arrived at least half a
+//! round trip after the server had flushed its replies (the client had waited for them;
+//! pipelined bytes arrive sooner). The wait that begins with the previous mail's 250 is idle
+//! time between mails and not counted. Separately, *body rounds*: waits of at least half a
+//! round trip inside a message body, which are TCP's (slow start), not SMTP's.
+//! Publish → 250 ≈ local work + ½ RTT (the SYN's way out) + round trips × RTT + body rounds ×
+//! RTT.
+//!
+//! `cargo bench --bench wan -- sporadic` runs one group (`link`, `sporadic`, `warm`,
+//! `burst`); `WAN_SAMPLES` sets the samples per series (default 20); `WAN_VERBOSE=1` prints
+//! every sample with its round trips. Prints one Markdown table; docs/performance-wan.md
+//! explains it.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use support::daemon::{Daemon, BIN};
+use support::rig::{self, Rig};
+use support::smtp::{SmtpServer, Step};
+use support::wan::Link;
+use support::{free_port, http, images, mosquitto};
+
+const ONE_WAY: Duration = Duration::from_millis(20);
+const PATIENCE: Duration = Duration::from_secs(180);
+const SPORADIC_IDLE_CLOSE: Duration = Duration::from_secs(3);
+const SPORADIC_GAP: Duration = Duration::from_millis(6_500);
+const WARM_GAP: Duration = Duration::from_secs(2);
+const WARM_UNCOUNTED: usize = 2;
+const BURST_EVENTS: usize = 100;
+const BURST_CAMERAS: usize = 100;
+
+fn main() {
+    if let Some(why) = Link::unavailable() {
+        eprintln!("wan bench: cannot build the delay line: {why}");
+        std::process::exit(1);
+    }
+    support::install_crypto();
+    let link = Link::start(ONE_WAY).unwrap_or_else(|e| {
+        eprintln!("wan bench: cannot build the delay line: {e}");
+        std::process::exit(1);
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(run(&link));
+}
+
+async fn run(link: &Link) {
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |group: &str| only.as_deref().is_none_or(|o| o == group);
+    let samples: usize = std::env::var("WAN_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+        .max(2);
+    println!("{}", machine());
+    println!(
+        "snapshot: 1920×1080 q85 4:2:0 camera-like JPEG, {} KB, mailed at the default 1280 px",
+        images::camera_jpeg(1920, 1080, 85).len() / 1000
+    );
+    let warn = mqttwarn_unavailable();
+    if let Some(why) = &warn {
+        println!("no mqttwarn column: {why}");
+    }
+    let rtt = link.rtt();
+    let mut t = Table::new(rtt);
+
+    if wanted("link") {
+        println!("{}", link_check(link));
+    }
+    if wanted("body") {
+        body_rounds(link).await;
+    }
+
+    // mqttwarn's one latency series serves the sporadic and the warm rows.
+    let peer = if warn.is_none() && (wanted("sporadic") || wanted("warm")) {
+        Some(mqttwarn_latency(link, samples).await)
+    } else {
+        None
+    };
+
+    if wanted("sporadic") {
+        let text = latency(link, Kind::Text, Spacing::Sporadic, samples).await;
+        let pic = latency(link, Kind::Picture, Spacing::Sporadic, samples).await;
+        t.latency("sporadic, text mail", &text, peer.as_ref(), "");
+        t.latency(
+            "sporadic, 1080p picture mail (mqttwarn: text)",
+            &pic,
+            peer.as_ref(),
+            "≤ 300 ms (6 RTT + fetch); ≥ 1.6× faster than mqttwarn's text",
+        );
+    }
+    if wanted("warm") {
+        let text = latency(link, Kind::Text, Spacing::Warm, samples).await;
+        let pic = latency(link, Kind::Picture, Spacing::Warm, samples).await;
+        t.latency(
+            "warm (2 s apart), text mail",
+            &text,
+            peer.as_ref(),
+            "≤ 2 RTT + local work",
+        );
+        t.latency(
+            "warm (2 s apart), 1080p picture mail (mqttwarn: text)",
+            &pic,
+            peer.as_ref(),
+            "",
+        );
+    }
+    if wanted("burst") {
+        let text = burst(link, Kind::Text).await;
+        let peer = if warn.is_none() {
+            Some(mqttwarn_burst(link).await)
+        } else {
+            None
+        };
+        t.burst(
+            "burst 100 events / 100 cameras, text mails",
+            &text,
+            peer.as_ref(),
+            "≥ 10× mqttwarn",
+        );
+        let pic = burst(link, Kind::Picture).await;
+        t.burst(
+            "burst 100 events / 100 cameras, 1080p pictures (mqttwarn: text)",
+            &pic,
+            peer.as_ref(),
+            "",
+        );
+    }
+    println!();
+    t.print();
+}
+
+// ---------------------------------------------------------------------------------------
+// The link itself
+
+/// Checks the delay line does what it says and measures what it sustains.
+fn link_check(link: &Link) -> String {
+    let listener = link
+        .bind_tcp(SocketAddr::from((link.far(), 0)))
+        .expect("listen inside the namespace");
+    listener.set_nonblocking(false).expect("blocking listener");
+    let addr = listener.local_addr().expect("local addr");
+    const PINGS: usize = 20;
+    const BULK: usize = 64 << 20;
+    let far = std::thread::spawn(move || {
+        for _ in 0..PINGS {
+            let (mut s, _) = listener.accept().expect("accept ping");
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).expect("ping byte");
+            s.write_all(&b).expect("pong");
+        }
+        let (mut s, _) = listener.accept().expect("accept bulk");
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0;
+        while total < BULK {
+            let n = s.read(&mut buf).expect("bulk read");
+            assert!(n > 0, "bulk stream ended after {total} bytes");
+            total += n;
+        }
+        s.write_all(b"k").expect("bulk ack");
+    });
+    let mut connects = Vec::new();
+    let mut echoes = Vec::new();
+    for _ in 0..PINGS {
+        let began = Instant::now();
+        let mut c = TcpStream::connect(addr).expect("connect across the link");
+        connects.push(began.elapsed());
+        c.set_nodelay(true).expect("nodelay");
+        let began = Instant::now();
+        c.write_all(b"x").expect("ping");
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).expect("pong");
+        echoes.push(began.elapsed());
+    }
+    let packets_before = link.counters.packets.load(Ordering::Relaxed);
+    let mut c = TcpStream::connect(addr).expect("connect bulk");
+    let chunk = vec![0x5au8; 1 << 20];
+    let began = Instant::now();
+    for _ in 0..BULK >> 20 {
+        c.write_all(&chunk).expect("bulk write");
+    }
+    let mut b = [0u8; 1];
+    c.read_exact(&mut b).expect("bulk ack");
+    let bulk = began.elapsed();
+    far.join().expect("far end");
+    let packets = link.counters.packets.load(Ordering::Relaxed) - packets_before;
+    connects.sort();
+    echoes.sort();
+    let drops = link
+        .kernel_drops()
+        .map_or_else(|e| format!("? ({e})"), |n| n.to_string());
+    let rtt = link.rtt();
+    let median = connects[PINGS / 2];
+    assert!(
+        median >= rtt && median < rtt + Duration::from_millis(10),
+        "the link's round trip is {median:?}, not {rtt:?}"
+    );
+    format!(
+        "delay line: {} ms each way; TCP connect {} median (min {}, max {}); 1-byte echo {} median \
+         (max {}); one TCP stream sustains {:.0} MB/s ({:.0} kpackets/s both ways); releases at \
+         most {} µs late; packets dropped by the kernel queues: {drops}; most packets held in one \
+         direction: {}",
+        ONE_WAY.as_millis(),
+        ms(median),
+        ms(connects[0]),
+        ms(connects[PINGS - 1]),
+        ms(echoes[PINGS / 2]),
+        ms(echoes[PINGS - 1]),
+        BULK as f64 / bulk.as_secs_f64() / 1e6,
+        packets as f64 / bulk.as_secs_f64() / 1e3,
+        link.counters.max_late_us.load(Ordering::Relaxed),
+        link.counters.max_queued.load(Ordering::Relaxed),
+    )
+}
+
+/// Body bytes against TCP rounds, measured: a pipelined MAIL, RCPT and `BDAT n LAST` with
+/// `n` bytes, on a new session and on one idle for 2 s (Linux restarts slow start after an
+/// idle spell longer than the retransmission timeout).
+async fn body_rounds(link: &Link) {
+    const SIZES_KB: [usize; 10] = [10, 40, 60, 80, 100, 120, 150, 180, 220, 300];
+    let smtp = SmtpServer::builder()
+        .listen_on(IpAddr::V4(link.far()), link.binder())
+        .start()
+        .await;
+    let rtt = link.rtt();
+    println!("\nbody bytes → TCP rounds inside the body (server's log) and BDAT → 250 in RTT:");
+    println!("| body | new session | idle 2 s |\n|---|---|---|");
+    for kb in SIZES_KB {
+        let mut cells = Vec::new();
+        for idle in [None, Some(Duration::from_secs(2))] {
+            let mut c = raw::Session::open(&smtp).await;
+            if let Some(idle) = idle {
+                c.transaction(1).await;
+                tokio::time::sleep(idle).await;
+            }
+            let took = c.transaction(kb * 1000).await;
+            let trips = count_trips(&smtp, rtt);
+            let body = trips.last().map_or(0, |t| t.body_rounds);
+            cells.push(format!(
+                "{body} rounds, {:.1} RTT",
+                took.as_secs_f64() / rtt.as_secs_f64()
+            ));
+        }
+        println!("| {kb} KB | {} | {} |", cells[0], cells[1]);
+    }
+}
+
+/// A hand-driven pipelining SMTP client for [`body_rounds`].
+mod raw {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine as _;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
+    use tokio_rustls::client::TlsStream;
+
+    use super::SmtpServer;
+
+    pub struct Session {
+        io: BufReader<TlsStream<TcpStream>>,
+    }
+
+    impl Session {
+        /// Connected, TLS, EHLO and AUTH done, each waited for.
+        pub async fn open(server: &SmtpServer) -> Session {
+            let tcp = TcpStream::connect((server.ip, server.starttls_port))
+                .await
+                .expect("connect across the link");
+            tcp.set_nodelay(true).expect("nodelay");
+            let mut plain = BufReader::new(tcp);
+            reply(&mut plain).await;
+            command(&mut plain, "EHLO bench.example\r\n", 1).await;
+            command(&mut plain, "STARTTLS\r\n", 1).await;
+            let mut roots = rustls::RootCertStore::empty();
+            let der = B64
+                .decode(
+                    server
+                        .ca_pem
+                        .lines()
+                        .filter(|l| !l.starts_with("-----"))
+                        .collect::<String>(),
+                )
+                .expect("CA base64");
+            roots.add(der.into()).expect("CA");
+            let config = rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let name = rustls::pki_types::ServerName::from(server.ip);
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, plain.into_inner())
+                .await
+                .expect("TLS");
+            let mut io = BufReader::new(tls);
+            command(&mut io, "EHLO bench.example\r\n", 1).await;
+            let auth = B64.encode("\0cam@example.com\0abcdefghijklmnop");
+            command(&mut io, &format!("AUTH PLAIN {auth}\r\n"), 1).await;
+            Session { io }
+        }
+
+        /// MAIL, RCPT and BDAT LAST with `size` bytes in one write; time to the last reply.
+        pub async fn transaction(&mut self, size: usize) -> Duration {
+            let mut group = format!(
+                "MAIL FROM:<cam@example.com>\r\nRCPT TO:<me@example.com>\r\nBDAT {size} LAST\r\n"
+            )
+            .into_bytes();
+            group.extend(std::iter::repeat_n(b'A', size));
+            let began = Instant::now();
+            let tls = self.io.get_mut();
+            tls.write_all(&group).await.expect("send");
+            // TLS data the socket could not take yet waits in rustls until flushed.
+            tls.flush().await.expect("send");
+            for _ in 0..3 {
+                let r = reply(&mut self.io).await;
+                assert!(r.starts_with('2'), "{r}");
+            }
+            began.elapsed()
+        }
+    }
+
+    async fn command<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        io: &mut BufReader<S>,
+        line: &str,
+        replies: usize,
+    ) {
+        io.get_mut().write_all(line.as_bytes()).await.expect("send");
+        io.get_mut().flush().await.expect("send");
+        for _ in 0..replies {
+            let r = reply(io).await;
+            assert!(r.starts_with('2'), "{line:?}: {r}");
+        }
+    }
+
+    /// The last line of one reply.
+    async fn reply<S: tokio::io::AsyncRead + Unpin>(io: &mut BufReader<S>) -> String {
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(30), io.read_line(&mut line))
+                .await
+                .expect("reply in time")
+                .expect("read reply");
+            assert!(n > 0, "connection closed");
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Text,
+    Picture,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Spacing {
+    Sporadic,
+    Warm,
+}
+
+/// Latencies and round-trip counts of one series.
+#[derive(Clone, Default)]
+struct Series {
+    latency: Vec<Duration>,
+    trips: Vec<Trips>,
+    /// Mail size on the wire (DATA), median.
+    bytes: usize,
+    /// TCP connections the server accepted for the series.
+    connections: usize,
+}
+
+impl Series {
+    fn p(&self, q: f64) -> Duration {
+        let mut v = self.latency.clone();
+        v.sort();
+        v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1]
+    }
+
+    /// The most common round trips (count and body rounds) of the series' mails.
+    fn typical_trips(&self) -> Option<Trips> {
+        let mut counts: Vec<(Trips, usize)> = Vec::new();
+        for t in &self.trips {
+            match counts
+                .iter_mut()
+                .find(|(k, _)| k.what == t.what && k.body_rounds == t.body_rounds)
+            {
+                Some((_, n)) => *n += 1,
+                None => counts.push((t.clone(), 1)),
+            }
+        }
+        counts.into_iter().max_by_key(|(_, n)| *n).map(|(t, _)| t)
+    }
+}
+
+/// The counted round trips of one mail (see the module doc).
+#[derive(Clone, Default, Debug)]
+struct Trips {
+    /// What each round trip waited for: `TCP`, `STARTTLS`, `TLS`, or the reply code.
+    what: Vec<String>,
+    body_rounds: usize,
+}
+
+impl Trips {
+    fn total(&self) -> usize {
+        self.what.len()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} ({}){}",
+            self.total(),
+            self.what.join(" "),
+            if self.body_rounds > 0 {
+                format!(" + {} body", self.body_rounds)
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// The round trips of every accepted message, by message index.
+fn count_trips(smtp: &SmtpServer, rtt: Duration) -> Vec<Trips> {
+    let mut out = vec![Trips::default(); smtp.count()];
+    for log in smtp.conn_logs() {
+        let mut current = Trips {
+            what: vec!["TCP".into()],
+            body_rounds: 0,
+        };
+        let mut after_accept = false;
+        for (_, step) in log.steps {
+            match step {
+                Step::Reply { waited, after } => {
+                    if after_accept {
+                        after_accept = false;
+                    } else if waited >= rtt / 2 {
+                        current.what.push(after.chars().take(3).collect());
+                    }
+                }
+                Step::StartTls => current.what.push("STARTTLS".into()),
+                Step::Tls { round_trips, .. } => {
+                    for _ in 0..round_trips {
+                        current.what.push("TLS".into());
+                    }
+                }
+                Step::Stall { waited } => {
+                    if waited >= rtt / 2 {
+                        current.body_rounds += 1;
+                    }
+                }
+                Step::Accepted { message } => {
+                    if let Some(slot) = out.get_mut(message) {
+                        *slot = std::mem::take(&mut current);
+                    }
+                    after_accept = true;
+                }
+                Step::IdleClose => {}
+            }
+        }
+    }
+    out
+}
+
+/// The servers of one snapmail run: Mosquitto and Frigate here, SMTP across the link.
+async fn rig(link: &Link, idle_close: Option<Duration>) -> Rig {
+    let mut smtp = SmtpServer::builder().listen_on(IpAddr::V4(link.far()), link.binder());
+    if let Some(idle) = idle_close {
+        smtp = smtp.idle_timeout(idle);
+    }
+    Rig {
+        broker: mosquitto::start(),
+        smtp: smtp.start().await,
+        frigate: http::start(http::frigate(images::camera_jpeg(1920, 1080, 85))).await,
+    }
+}
+
+fn start_daemon(r: &Rig, far: std::net::Ipv4Addr, kind: Kind) -> Daemon {
+    let sources = match kind {
+        Kind::Text => "sources:\n  - kind: mqtt\n    topic: bench/+\n",
+        Kind::Picture => "",
+    };
+    let host = far.to_string();
+    let envs = [
+        ("SNAPMAIL__SMTP__HOST", host.as_str()),
+        // A known Frigate version: snapshots are asked for at mail size, no version probe.
+        ("SNAPMAIL__FRIGATE__VERSION", "0.14"),
+        ("SNAPMAIL__RATE_LIMIT__COOLDOWN", "0s"),
+        ("SNAPMAIL__DAILY_LIMIT", "1000000"),
+        ("SNAPMAIL__DIGEST__ENABLED", "false"),
+        ("RUST_LOG", "info"),
+    ];
+    Daemon::start_binary(
+        Path::new(BIN),
+        Some(&format!("{}{sources}", r.config())),
+        &envs,
+    )
+}
+
+fn event(kind: Kind, camera: &str, n: usize) -> (String, Vec<u8>) {
+    match kind {
+        Kind::Text => (
+            format!("bench/{camera}"),
+            format!("motion {n}").into_bytes(),
+        ),
+        Kind::Picture => (
+            "frigate/events".into(),
+            rig::frigate_event(camera, n).into_bytes(),
+        ),
+    }
+}
+
+/// One event at a time, `spacing` apart: publish → 250, and the round trips of each mail.
+async fn latency(link: &Link, kind: Kind, spacing: Spacing, samples: usize) -> Series {
+    let (idle_close, gap, uncounted) = match spacing {
+        Spacing::Sporadic => (Some(SPORADIC_IDLE_CLOSE), SPORADIC_GAP, 0),
+        Spacing::Warm => (None, WARM_GAP, WARM_UNCOUNTED),
+    };
+    let r = rig(link, idle_close).await;
+    let d = start_daemon(&r, link.far(), kind);
+    wait_for_log(&d, "mqtt: subscribed").await;
+    let publisher = Publisher::connect(r.broker.port).await;
+    let mut latencies = Vec::new();
+    let mut next = Instant::now();
+    for n in 0..uncounted + samples {
+        tokio::time::sleep_until(next.into()).await;
+        next += gap;
+        let (topic, payload) = event(kind, &format!("cam{}", n % 4), n);
+        let sent = Instant::now();
+        publisher.publish(&topic, payload).await;
+        wait_for_count(&r.smtp, n + 1, &d).await;
+        let accepted = r.smtp.state.lock().unwrap().messages[n].accepted_at;
+        if n >= uncounted {
+            latencies.push(accepted - sent);
+        }
+    }
+    check_pictures(&r.smtp, kind);
+    let trips = count_trips(&r.smtp, link.rtt());
+    if std::env::var_os("WAN_VERBOSE").is_some() {
+        for (n, (latency, t)) in latencies.iter().zip(&trips[uncounted..]).enumerate() {
+            println!("  sample {n}: {} — {}", ms(*latency), t.describe());
+        }
+    }
+    Series {
+        latency: latencies,
+        trips: trips[uncounted..].to_vec(),
+        bytes: median_size(&r.smtp),
+        connections: r.smtp.connections(),
+    }
+}
+
+struct Burst {
+    per_s: f64,
+    connections: usize,
+    trips: Series,
+}
+
+/// 100 events on 100 cameras, back to back: mails per second from the first publish to the
+/// last 250.
+async fn burst(link: &Link, kind: Kind) -> Burst {
+    let r = rig(link, None).await;
+    let d = start_daemon(&r, link.far(), kind);
+    wait_for_log(&d, "mqtt: subscribed").await;
+    let publisher = Publisher::connect(r.broker.port).await;
+    let events: Vec<_> = (0..BURST_EVENTS)
+        .map(|n| event(kind, &format!("cam{:03}", n % BURST_CAMERAS), n))
+        .collect();
+    let began = Instant::now();
+    for (topic, payload) in events {
+        publisher.publish(&topic, payload).await;
+    }
+    wait_for_count(&r.smtp, BURST_EVENTS, &d).await;
+    check_pictures(&r.smtp, kind);
+    let last = *r.smtp.accepted_times().iter().max().expect("mails arrived");
+    Burst {
+        per_s: BURST_EVENTS as f64 / (last - began).as_secs_f64(),
+        connections: r.smtp.connections(),
+        trips: Series {
+            latency: Vec::new(),
+            trips: count_trips(&r.smtp, link.rtt()),
+            bytes: median_size(&r.smtp),
+            connections: r.smtp.connections(),
+        },
+    }
+}
+
+fn median_size(smtp: &SmtpServer) -> usize {
+    let mut sizes: Vec<usize> = smtp.messages().iter().map(|m| m.data.len()).collect();
+    sizes.sort();
+    sizes.get(sizes.len() / 2).copied().unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------
+// mqttwarn
+
+/// mqttwarn's smtp service against a Gmail-like server on port 25 across the link: smtplib
+/// takes no port apart from the host (`server = 'host:port'` ends up as the TLS name), and
+/// an IP address is sent without one, which the server accepts.
+struct Mqttwarn {
+    broker: mosquitto::Mosquitto,
+    smtp: SmtpServer,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Mqttwarn {
+    async fn start(link: &Link) -> Mqttwarn {
+        let broker = mosquitto::start();
+        let smtp = SmtpServer::builder()
+            .listen_on(IpAddr::V4(link.far()), link.binder())
+            .starttls_port(25)
+            .start()
+            .await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ini = dir.path().join("mqttwarn.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[defaults]\nhostname = '127.0.0.1'\nport = {mqtt}\nclientid = 'mqttwarn-wan'\n\
+                 loglevel = WARNING\nlaunch = smtp\n\n\
+                 [config:smtp]\nserver = '{far}'\nsender = 'cam@example.com'\n\
+                 username = 'cam@example.com'\npassword = 'abcdefghijklmnop'\nstarttls = True\n\
+                 targets = {{'me': ['me@example.com']}}\n\n\
+                 [bench/+]\ntargets = smtp:me\ntitle = {{topic}}\nformat = {{payload}}\n",
+                mqtt = broker.port,
+                far = link.far(),
+            ),
+        )
+        .expect("write mqttwarn.ini");
+        let log = std::fs::File::create(dir.path().join("mqttwarn.log")).expect("log file");
+        let mut child = Command::new("mqttwarn")
+            .arg(format!("--config-file={}", ini.display()))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("run mqttwarn");
+        let began = Instant::now();
+        while !broker.log().contains("Sending SUBACK to mqttwarn-wan") {
+            assert!(
+                began.elapsed() < PATIENCE && child.try_wait().ok().flatten().is_none(),
+                "mqttwarn did not subscribe:\n{}",
+                std::fs::read_to_string(dir.path().join("mqttwarn.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Mqttwarn {
+            broker,
+            smtp,
+            child,
+            dir,
+        }
+    }
+
+    async fn wait_for(&self, n: usize) {
+        let began = Instant::now();
+        while self.smtp.count() < n {
+            assert!(
+                began.elapsed() < PATIENCE,
+                "mqttwarn mailed {} of {n}:\n{}",
+                self.smtp.count(),
+                std::fs::read_to_string(self.dir.path().join("mqttwarn.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+impl Drop for Mqttwarn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn mqttwarn_latency(link: &Link, samples: usize) -> Series {
+    let m = Mqttwarn::start(link).await;
+    let publisher = Publisher::connect(m.broker.port).await;
+    let mut latencies = Vec::new();
+    let mut next = Instant::now();
+    for n in 0..WARM_UNCOUNTED + samples {
+        tokio::time::sleep_until(next.into()).await;
+        next += WARM_GAP;
+        let (topic, payload) = event(Kind::Text, &format!("cam{}", n % 4), n);
+        let sent = Instant::now();
+        publisher.publish(&topic, payload).await;
+        m.wait_for(n + 1).await;
+        let accepted = m.smtp.state.lock().unwrap().messages[n].accepted_at;
+        if n >= WARM_UNCOUNTED {
+            latencies.push(accepted - sent);
+        }
+    }
+    let trips = count_trips(&m.smtp, link.rtt());
+    Series {
+        latency: latencies,
+        trips: trips[WARM_UNCOUNTED..].to_vec(),
+        bytes: median_size(&m.smtp),
+        connections: m.smtp.connections(),
+    }
+}
+
+async fn mqttwarn_burst(link: &Link) -> Burst {
+    let m = Mqttwarn::start(link).await;
+    let publisher = Publisher::connect(m.broker.port).await;
+    let began = Instant::now();
+    for n in 0..BURST_EVENTS {
+        let (topic, payload) = event(Kind::Text, &format!("cam{:03}", n % BURST_CAMERAS), n);
+        publisher.publish(&topic, payload).await;
+    }
+    m.wait_for(BURST_EVENTS).await;
+    let last = *m.smtp.accepted_times().iter().max().expect("mails arrived");
+    Burst {
+        per_s: BURST_EVENTS as f64 / (last - began).as_secs_f64(),
+        connections: m.smtp.connections(),
+        trips: Series {
+            latency: Vec::new(),
+            trips: count_trips(&m.smtp, link.rtt()),
+            bytes: median_size(&m.smtp),
+            connections: m.smtp.connections(),
+        },
+    }
+}
+
+/// Why the mqttwarn figures cannot be taken here, if they cannot.
+fn mqttwarn_unavailable() -> Option<String> {
+    let installed = Command::new("mqttwarn")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    (!installed).then(|| "mqttwarn is not installed (pip install mqttwarn)".into())
+}
+
+// ---------------------------------------------------------------------------------------
+// Plumbing
+
+async fn wait_for_log(d: &Daemon, needle: &str) {
+    let began = Instant::now();
+    while d.count_log(needle) == 0 {
+        assert!(
+            began.elapsed() < PATIENCE,
+            "no {needle:?} in the log:\n{}",
+            tail(d)
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn wait_for_count(smtp: &SmtpServer, n: usize, d: &Daemon) {
+    let began = Instant::now();
+    while smtp.count() < n {
+        assert!(
+            began.elapsed() < PATIENCE,
+            "{} of {n} mails arrived; the log:\n{}\n--- SMTP transcript ---\n{}",
+            smtp.count(),
+            tail(d),
+            smtp.transcript()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Every mail carries a picture exactly when the scenario has one.
+fn check_pictures(smtp: &SmtpServer, kind: Kind) {
+    let with = smtp
+        .messages()
+        .iter()
+        .filter(|m| String::from_utf8_lossy(&m.data).contains("Content-Type: image/jpeg"))
+        .count();
+    let expected = match kind {
+        Kind::Text => 0,
+        Kind::Picture => smtp.count(),
+    };
+    assert_eq!(with, expected, "mails with a picture");
+}
+
+fn tail(d: &Daemon) -> String {
+    let logs = d.logs();
+    let lines: Vec<&str> = logs.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// One persistent client publishing at QoS 1, its event loop polled in a task.
+struct Publisher {
+    client: AsyncClient,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    async fn connect(port: u16) -> Publisher {
+        let mut opts = MqttOptions::new(format!("wan-{}", free_port()), "127.0.0.1", port);
+        opts.set_max_packet_size(16 << 20, 16 << 20);
+        opts.set_inflight(1000);
+        let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        if let Some(tx) = ready.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => panic!("bench publisher lost the broker: {e}"),
+                }
+            }
+        });
+        tokio::time::timeout(PATIENCE, ready_rx)
+            .await
+            .expect("publisher connects")
+            .expect("publisher task alive");
+        Publisher { client, task }
+    }
+
+    async fn publish(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("queue a publish");
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!(
+        "machine: {cpu}, {cores} cores; load average {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The Markdown table: one row per series.
+struct Table {
+    rtt: Duration,
+    rows: Vec<[String; 6]>,
+}
+
+impl Table {
+    fn new(rtt: Duration) -> Table {
+        Table {
+            rtt,
+            rows: Vec::new(),
+        }
+    }
+
+    fn in_rtt(&self, d: Duration) -> String {
+        format!("{:.1}", d.as_secs_f64() / self.rtt.as_secs_f64())
+    }
+
+    fn latency(&mut self, what: &str, ours: &Series, theirs: Option<&Series>, target: &str) {
+        let fmt = |s: &Series| {
+            format!(
+                "{} / {} ({} RTT; {} mails, {} connections)",
+                ms(s.p(0.5)),
+                ms(s.p(0.95)),
+                self.in_rtt(s.p(0.5)),
+                s.trips.len(),
+                s.connections
+            )
+        };
+        let trips = |s: &Series| {
+            s.typical_trips()
+                .map_or_else(|| "?".into(), |t| t.describe())
+        };
+        self.rows.push([
+            format!("{what}: median / p95"),
+            format!("{}; {} KB", fmt(ours), ours.bytes / 1000),
+            theirs.map_or_else(|| "—".into(), fmt),
+            theirs.map_or_else(
+                || "—".into(),
+                |t| format!("{:.2}×", t.p(0.5).as_secs_f64() / ours.p(0.5).as_secs_f64()),
+            ),
+            format!(
+                "{} / {}",
+                trips(ours),
+                theirs.map_or_else(|| "—".into(), trips)
+            ),
+            target.into(),
+        ]);
+    }
+
+    fn burst(&mut self, what: &str, ours: &Burst, theirs: Option<&Burst>, target: &str) {
+        let fmt = |b: &Burst| format!("{:.1} mails/s ({} connections)", b.per_s, b.connections);
+        let trips = |b: &Burst| {
+            b.trips
+                .typical_trips()
+                .map_or_else(|| "?".into(), |t| t.describe())
+        };
+        self.rows.push([
+            what.into(),
+            format!("{}; {} KB", fmt(ours), ours.trips.bytes / 1000),
+            theirs.map_or_else(|| "—".into(), fmt),
+            theirs.map_or_else(|| "—".into(), |t| format!("{:.1}×", ours.per_s / t.per_s)),
+            format!(
+                "{} / {}",
+                trips(ours),
+                theirs.map_or_else(|| "—".into(), trips)
+            ),
+            target.into(),
+        ]);
+    }
+
+    fn print(&self) {
+        println!(
+            "| scenario ({} ms RTT) | snapmail | mqttwarn | ratio | round trips per mail, most common (snapmail / mqttwarn) | target |",
+            self.rtt.as_millis()
+        );
+        println!("|---|---|---|---|---|---|");
+        for [a, b, c, d, e, f] in &self.rows {
+            println!("| {a} | {b} | {c} | {d} | {e} | {f} |");
+        }
+    }
+}
