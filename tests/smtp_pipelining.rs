@@ -3,8 +3,6 @@
 //! one by one, nothing accepted after STARTTLS in the same group, the idle timeout, and the
 //! per-connection log the WAN bench counts round trips from.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +11,7 @@ use base64::Engine as _;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use support::smtp::{self, SmtpServer, Step};
+use crate::support::smtp::{self, SmtpServer, Step};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -109,7 +107,7 @@ async fn logged_in(server: &SmtpServer) -> Client<tokio_rustls::client::TlsStrea
 }
 
 async fn tls(server: &SmtpServer, tcp: TcpStream) -> tokio_rustls::client::TlsStream<TcpStream> {
-    support::install_crypto();
+    crate::support::install_crypto();
     let mut roots = rustls::RootCertStore::empty();
     let der = B64
         .decode(
@@ -320,7 +318,10 @@ async fn a_large_chunk_pipelined_behind_its_commands_is_taken_whole() {
     let size = 300_000;
     let mut group =
         format!("MAIL FROM:<cam@example.com>\r\nRCPT TO:<a@example.org>\r\nBDAT {size} LAST\r\n");
-    group.push_str(&"A".repeat(size));
+    // A body of base64-like lines (76 characters and CRLF), as a mail carries a picture.
+    let line = format!("{}\r\n", "A".repeat(76));
+    let body: String = line.repeat(size / line.len() + 1)[..size].to_owned();
+    group.push_str(&body);
     c.send(&group).await;
     let r = c.replies(3).await;
     assert!(r[2].starts_with("250 2.0.0 OK  "), "{r:?}");
