@@ -29,6 +29,7 @@ mod policy;
 mod secret;
 pub mod snapshot;
 pub mod sources;
+mod state_file;
 mod text;
 pub mod tls;
 mod xml;

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
+use crate::state_file::StateFileError;
+
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DiscoveryState {
@@ -85,36 +87,24 @@ pub fn path_beside(state_file: &Path) -> PathBuf {
 
 /// Read the file; a missing one is a first start.
 pub async fn load(path: &Path) -> Result<DiscoveryState, String> {
-    match tokio::fs::read(path).await {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            format!(
-                "homeassistant: {} is not a snapmail discovery state file ({e}); the mail counters start at zero (delete the file to silence this)",
-                path.display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DiscoveryState::default()),
+    match crate::state_file::load(path).await {
+        Ok(state) => Ok(state.unwrap_or_default()),
+        Err(e @ StateFileError::Parse { .. }) => Err(format!(
+            "homeassistant: {e}; the mail counters start at zero (delete the file to silence this)"
+        )),
         Err(e) => Err(format!(
-            "homeassistant: cannot read {} ({e}); the mail counters start at zero",
-            path.display()
+            "homeassistant: {e}; the mail counters start at zero"
         )),
     }
 }
 
-/// Write the file atomically: a temporary file, then a rename over the old one.
+/// Write the file atomically.
 pub async fn save(path: &Path, state: &DiscoveryState) -> Result<(), String> {
-    let err = |e: std::io::Error| {
+    crate::state_file::save(path, state).await.map_err(|e| {
         format!(
-            "homeassistant: cannot write {} ({e}); the mail counters will not survive a restart — fix the directory's permissions or set control.state_file",
-            path.display()
+            "homeassistant: {e}; the mail counters will not survive a restart — fix the directory's permissions or set control.state_file"
         )
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(dir).await.map_err(err)?;
-    }
-    let bytes = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;
-    let tmp = path.with_extension("json.tmp");
-    tokio::fs::write(&tmp, bytes).await.map_err(err)?;
-    tokio::fs::rename(&tmp, path).await.map_err(err)
+    })
 }
 
 #[cfg(test)]

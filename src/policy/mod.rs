@@ -33,6 +33,7 @@ use tracing::{debug, error, info, warn};
 use crate::event::Event;
 use crate::event::{Control, ControlAction, Input};
 use crate::mqtt::Outgoing;
+use crate::state_file::StateFileError;
 use bucket::Buckets;
 use budget::{DailyBudget, Level};
 use control::{ArmState, StateFile, Status};
@@ -590,36 +591,20 @@ async fn publish(links: &Links, messages: Vec<Outgoing>) {
 }
 
 async fn load_state(path: &std::path::Path) -> Result<Option<StateFile>, String> {
-    match tokio::fs::read(path).await {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            format!(
-                "control.state_file: {} is not a snapmail state file ({e}); starting with every camera armed (delete the file to silence this)",
-                path.display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!(
-            "control.state_file: cannot read {} ({e}); starting with every camera armed",
-            path.display()
-        )),
-    }
+    crate::state_file::load(path).await.map_err(|e| match e {
+        StateFileError::Parse { .. } => format!(
+            "control.state_file: {e}; starting with every camera armed (delete the file to silence this)"
+        ),
+        _ => format!("control.state_file: {e}; starting with every camera armed"),
+    })
 }
 
-/// Write the state file atomically: temp file, then rename over the old one.
 async fn save_state(path: &std::path::Path, state: &StateFile) -> Result<(), String> {
-    let err = |e: std::io::Error| {
+    crate::state_file::save(path, state).await.map_err(|e| {
         format!(
-            "control.state_file: cannot write {} ({e}); arm/snooze state will not survive a restart — fix the directory's permissions or set control.state_file",
-            path.display()
+            "control.state_file: {e}; arm/snooze state will not survive a restart — fix the directory's permissions or set control.state_file"
         )
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(dir).await.map_err(err)?;
-    }
-    let bytes = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;
-    let tmp = path.with_extension("json.tmp");
-    tokio::fs::write(&tmp, bytes).await.map_err(err)?;
-    tokio::fs::rename(&tmp, path).await.map_err(err)
+    })
 }
 
 #[cfg(test)]
