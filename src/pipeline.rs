@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::event::Event;
-use crate::mail::{Composer, Mailer};
+use crate::mail::{Composer, Mailer, Warmer};
 use crate::outbox::delivery::{self, DeliverySettings};
 use crate::outbox::preview::PreviewDir;
 use crate::outbox::stats::Stats;
@@ -109,9 +109,12 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
     }
 
     // Outbox: SMTP with a durable spool, or preview files.
-    let (outbox, delivery_parts) = match &config.smtp {
+    let (outbox, delivery_parts, warmer) = match &config.smtp {
         Some(smtp) => {
             let mailer = Mailer::new(smtp)?;
+            // The first mail finds a session open (and the log shows a wrong host early).
+            mailer.warm();
+            let warmer = mailer.warmer();
             let (notify_tx, notify_rx) = mpsc::channel(STAGE_QUEUE);
             let spool = SpoolOutbox::open(&config.outbox, stats.clone(), notify_tx)?;
             info!(
@@ -129,7 +132,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
                 max_in_flight: smtp.max_connections as usize,
             };
             let parts = (spool.spool.clone(), mailer, settings, notify_rx);
-            (Outbox::Spool(spool), Some(parts))
+            (Outbox::Spool(spool), Some(parts), Some(warmer))
         }
         None => {
             let dir = PreviewDir::open(&config.outbox.preview_dir)?;
@@ -137,7 +140,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
                 "no smtp section configured: preview mode, mails are written as .eml files to {}",
                 config.outbox.preview_dir.display()
             );
-            (Outbox::Preview(dir), None)
+            (Outbox::Preview(dir), None, None)
         }
     };
     let composers = Arc::new(Composers::new(&config).map_err(StartError::Address)?);
@@ -211,6 +214,7 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         .smtp
         .as_ref()
         .map_or(usize::MAX, |s| s.max_message_bytes);
+    let mail_rx = warm_ahead(&mut tasks, mail_rx, warmer);
     tasks.spawn(snapshot::run(snapshotter.clone(), mail_rx, note_tx));
     tasks.spawn(digest_stage(
         composers.clone(),
@@ -231,6 +235,28 @@ pub async fn start(config: Config, shutdown: watch::Receiver<bool>) -> Result<Ru
         ));
     }
     Ok(Running { stats, tasks })
+}
+
+/// Policy → snapshot, opening an SMTP session for each event on its way ([`Warmer::warm`]),
+/// so TCP, TLS and EHLO overlap the picture's fetch instead of following it.
+fn warm_ahead(
+    tasks: &mut tokio::task::JoinSet<()>,
+    mut rx: mpsc::Receiver<Event>,
+    warmer: Option<Warmer>,
+) -> mpsc::Receiver<Event> {
+    let Some(warmer) = warmer else {
+        return rx;
+    };
+    let (tx, out) = mpsc::channel(1);
+    tasks.spawn(async move {
+        while let Some(event) = rx.recv().await {
+            warmer.warm();
+            if tx.send(event).await.is_err() {
+                break;
+            }
+        }
+    });
+    out
 }
 
 /// The composer for each camera's recipients (`cameras.<name>.to`, `defaults.to`,
