@@ -127,7 +127,7 @@ pub fn enhanced_code(text: &str) -> Option<String> {
 /// What went wrong in the SMTP dialogue, as a classified failure.
 pub fn smtp_failure(err: &SmtpError) -> Failure {
     match err {
-        SmtpError::Refused { stage, reply } => {
+        SmtpError::Refused { stage, reply } | SmtpError::Closing { stage, reply } => {
             let detail = reply.text();
             let code = reply.code;
             let enhanced = enhanced_code(&detail);

@@ -17,4 +17,5 @@ pub mod wire;
 
 pub use classify::{Class, Failure};
 pub use compose::{Composer, Mail};
+pub use session::{IdlePolicy, PoolStatus};
 pub use transport::{Accepted, Mailer, Warmer};

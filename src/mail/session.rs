@@ -17,7 +17,8 @@
 //! **Idle sessions.** A NOOP on a kept session before each mail would cost a round trip on
 //! every warm send. Instead: one session is kept for [`KEEP_FOR`] after its last mail,
 //! with a NOOP every [`KEEPALIVE`] off the send path (servers close idle sessions after a
-//! few minutes; RFC 5321 suggests 5); further idle sessions close after [`KEEPALIVE`].
+//! few minutes; RFC 5321 suggests 5); further idle sessions close after one
+//! keep-alive interval.
 //! Before a kept session is used, the socket is looked at without waiting: a server that
 //! closed it (or announced `421 … closing`) is seen at no cost. If a kept session still
 //! turns out dead before the server has answered any of the mail's flight (or answers
@@ -41,10 +42,23 @@ use super::classify::{connect_failure, smtp_failure, tls_failure, Class, Failure
 use super::wire::{Conn, Credentials, Outgoing, Sent, SmtpError};
 use crate::config::Security;
 
-/// A NOOP keeps an idle session open this often (and the extra idle sessions close).
-pub const KEEPALIVE: Duration = Duration::from_secs(60);
-/// How long after its last mail one session is kept open.
-pub const KEEP_FOR: Duration = Duration::from_secs(10 * 60);
+/// How idle sessions are kept; see the module docs. The defaults are the daemon's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdlePolicy {
+    /// A NOOP keeps an idle session open this often (and extra idle sessions close).
+    pub keepalive: Duration,
+    /// How long after its last mail one session is kept open.
+    pub keep_for: Duration,
+}
+
+impl Default for IdlePolicy {
+    fn default() -> IdlePolicy {
+        IdlePolicy {
+            keepalive: Duration::from_secs(60),
+            keep_for: Duration::from_secs(10 * 60),
+        }
+    }
+}
 /// Bound on a keep-alive NOOP.
 const NOOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bound on QUIT when closing a session nobody needs.
@@ -57,6 +71,20 @@ pub struct Endpoint {
     pub security: Security,
     /// Web PKI roots plus `smtp.ca_file`; for implicit TLS and STARTTLS alike.
     pub tls: Arc<rustls::ClientConfig>,
+}
+
+/// What the pool holds at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Sessions waiting for a mail.
+    pub idle: usize,
+    /// Sessions being opened or keep-alive checked.
+    pub pending: usize,
+    /// Sessions carrying a mail.
+    pub busy: usize,
+    /// Whether sessions are opened ahead (false after a failed opening, until a send
+    /// succeeds).
+    pub opening_ahead: bool,
 }
 
 /// One login: credentials, and a number that changes when they do (XOAUTH2 tokens).
@@ -87,6 +115,7 @@ pub struct Sessions {
     endpoint: Endpoint,
     max: usize,
     timeout: Duration,
+    idle: IdlePolicy,
     state: Mutex<State>,
     trips: Arc<AtomicU64>,
     me: Weak<Sessions>,
@@ -139,11 +168,17 @@ impl Drop for Checkout<'_> {
 }
 
 impl Sessions {
-    pub fn new(endpoint: Endpoint, max: usize, timeout: Duration) -> Arc<Sessions> {
+    pub fn new(
+        endpoint: Endpoint,
+        max: usize,
+        timeout: Duration,
+        idle: IdlePolicy,
+    ) -> Arc<Sessions> {
         Arc::new_cyclic(|me| Sessions {
             endpoint,
             max: max.max(1),
             timeout,
+            idle,
             state: Mutex::new(State::default()),
             trips: Arc::new(AtomicU64::new(0)),
             me: me.clone(),
@@ -158,6 +193,16 @@ impl Sessions {
     /// server after sending something, each TCP connect, and each greeting.
     pub fn round_trips(&self) -> u64 {
         self.trips.load(Ordering::Relaxed)
+    }
+
+    pub fn status(&self) -> PoolStatus {
+        let st = self.lock();
+        PoolStatus {
+            idle: st.idle.len(),
+            pending: st.pending.len(),
+            busy: st.busy,
+            opening_ahead: !st.unhealthy,
+        }
     }
 
     /// Reserve the opening of a session ahead of a mail, if none is idle or being opened,
@@ -359,7 +404,7 @@ impl Sessions {
         let id = s.id;
         st.idle.push(s);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(keep_alive(self.me.clone(), id));
+            rt.spawn(keep_alive(self.me.clone(), id, self.idle));
         }
     }
 
@@ -443,11 +488,11 @@ impl Sessions {
     }
 }
 
-/// Keep the idle session `id` open with a NOOP every [`KEEPALIVE`] until it is taken, it
-/// has been idle for [`KEEP_FOR`], or it is one of several idle ones.
-async fn keep_alive(pool: Weak<Sessions>, id: u64) {
+/// Keep the idle session `id` open with a NOOP every `keepalive` until it is taken, it has
+/// been idle for `keep_for`, or it is one of several idle ones.
+async fn keep_alive(pool: Weak<Sessions>, id: u64, policy: IdlePolicy) {
     loop {
-        tokio::time::sleep(KEEPALIVE).await;
+        tokio::time::sleep(policy.keepalive).await;
         let Some(pool) = pool.upgrade() else {
             return;
         };
@@ -458,7 +503,7 @@ async fn keep_alive(pool: Weak<Sessions>, id: u64) {
             };
             let idle_for = st.idle[i].used.elapsed();
             let s = st.idle.remove(i);
-            if idle_for >= KEEP_FOR || !st.idle.is_empty() {
+            if idle_for >= policy.keep_for || !st.idle.is_empty() {
                 pool.discard(s);
                 return;
             }

@@ -28,7 +28,7 @@ use super::classify::{
     is_oauth_refusal, oauth_failure, smtp_failure, timeout_failure, Failure, HINT_OAUTH_REFUSED,
 };
 use super::oauth::{OAuthError, TokenSource};
-use super::session::{Endpoint, Login as SessionLogin, Sessions};
+use super::session::{Endpoint, IdlePolicy, Login as SessionLogin, PoolStatus, Sessions};
 use super::wire::{Credentials, Outgoing, SmtpError};
 use crate::config::{AuthMethod, SmtpConfig};
 use crate::secret::Secret;
@@ -85,6 +85,11 @@ struct OAuthLogin {
 
 impl Mailer {
     pub fn new(smtp: &SmtpConfig) -> Result<Mailer, TransportError> {
+        Mailer::with_idle_policy(smtp, IdlePolicy::default())
+    }
+
+    /// A mailer that keeps idle sessions as `idle` says (tests use short intervals).
+    pub fn with_idle_policy(smtp: &SmtpConfig, idle: IdlePolicy) -> Result<Mailer, TransportError> {
         let login = match smtp.auth {
             AuthMethod::Password => Login::Password(Credentials {
                 username: smtp.username.clone(),
@@ -100,7 +105,7 @@ impl Mailer {
         let max = smtp.max_connections as usize;
         Ok(Mailer {
             login: Arc::new(login),
-            sessions: Sessions::new(Self::endpoint(smtp)?, max, smtp.timeout.0),
+            sessions: Sessions::new(Self::endpoint(smtp)?, max, smtp.timeout.0, idle),
             permits: Arc::new(Semaphore::new(max)),
             timeout: smtp.timeout.0,
         })
@@ -154,6 +159,11 @@ impl Mailer {
                 .unwrap_or_else(|_| Err(timeout_failure(me.timeout.as_secs())));
             me.sessions.open_reserved(id, login).await;
         });
+    }
+
+    /// What the session pool holds now.
+    pub fn status(&self) -> PoolStatus {
+        self.sessions.status()
     }
 
     /// Round trips spent on SMTP so far (see [`Sessions::round_trips`]).

@@ -156,6 +156,9 @@ impl Credentials {
 pub enum SmtpError {
     /// The server answered with a refusal.
     Refused { stage: Stage, reply: Reply },
+    /// The server answered the first command of a flight with `421`: it is closing the
+    /// connection and took nothing of the flight.
+    Closing { stage: Stage, reply: Reply },
     /// The connection broke, the server closed it, or it sent something that is not SMTP.
     /// `answered` counts the replies read in this flight before that: none means the
     /// server took nothing of it.
@@ -185,8 +188,8 @@ impl SmtpError {
     pub fn is_stale(&self) -> bool {
         match self {
             SmtpError::Broken { answered, .. } => *answered == 0,
-            SmtpError::Refused { reply, .. } => reply.code == 421,
-            SmtpError::Unsupported { .. } => false,
+            SmtpError::Closing { .. } => true,
+            SmtpError::Refused { .. } | SmtpError::Unsupported { .. } => false,
         }
     }
 }
@@ -628,11 +631,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if let Err(broken) = self.write(flight[0].stage, &parts).await {
                 // The server may have said why before it closed (e.g. 421, or 552 with a
                 // too-large message): that reply explains more than the write error.
-                return Err(match self.read_reply(flight[0].stage, 0).await {
-                    Ok(reply) if !reply.is_positive() => SmtpError::Refused {
-                        stage: flight[0].stage,
-                        reply,
-                    },
+                let stage = flight[0].stage;
+                return Err(match self.read_reply(stage, 0).await {
+                    Ok(reply) if reply.code == 421 => SmtpError::Closing { stage, reply },
+                    Ok(reply) if !reply.is_positive() => SmtpError::Refused { stage, reply },
                     _ => broken,
                 });
             }
@@ -642,9 +644,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     // The server is closing the connection (RFC 5321 3.8): whatever it
                     // said before, nothing more comes.
                     self.broken = true;
-                    return Err(SmtpError::Refused {
-                        stage: step.stage,
-                        reply,
+                    let stage = step.stage;
+                    return Err(if i == 0 {
+                        SmtpError::Closing { stage, reply }
+                    } else {
+                        SmtpError::Refused { stage, reply }
                     });
                 }
                 if matches!(step.stage, Stage::Auth(_)) && reply.code == 334 {
@@ -811,20 +815,17 @@ pub fn terminator(body: &[u8]) -> &'static [u8] {
 }
 
 /// Cut credentials out of a reply that echoes them.
-fn redact(e: SmtpError, forms: &[String]) -> SmtpError {
-    match e {
-        SmtpError::Refused { stage, mut reply } => {
-            for line in &mut reply.lines {
-                for form in forms.iter().filter(|f| !f.is_empty()) {
-                    if line.contains(form.as_str()) {
-                        *line = line.replace(form.as_str(), "[redacted]");
-                    }
+fn redact(mut e: SmtpError, forms: &[String]) -> SmtpError {
+    if let SmtpError::Refused { reply, .. } | SmtpError::Closing { reply, .. } = &mut e {
+        for line in &mut reply.lines {
+            for form in forms.iter().filter(|f| !f.is_empty()) {
+                if line.contains(form.as_str()) {
+                    *line = line.replace(form.as_str(), "[redacted]");
                 }
             }
-            SmtpError::Refused { stage, reply }
         }
-        other => other,
     }
+    e
 }
 
 fn chain(e: &io::Error) -> String {
@@ -1244,6 +1245,26 @@ mod tests {
         let err = conn.send(&m, None).await.unwrap_err();
         assert!(err.is_stale(), "{err:?}");
         assert!(!conn.is_usable());
+    }
+
+    #[tokio::test]
+    async fn a_421_first_is_stale_a_421_later_is_a_refusal() {
+        for (replies, stale) in [
+            ("421 4.4.2 Timeout - closing connection.\r\n", true),
+            ("250 2.1.0 OK\r\n250 2.1.5 OK\r\n421 4.7.0 Try again later, closing connection.\r\n", false),
+        ] {
+            let (mut conn, mut server) = pair(gmail());
+            let client = tokio::spawn(async move {
+                let m = mail(&["a@example.com"], BODY);
+                (conn.send(&m, None).await, conn)
+            });
+            server.io.fill_buf().await.unwrap();
+            server.say(replies).await;
+            let (res, conn) = client.await.unwrap();
+            let err = res.unwrap_err();
+            assert_eq!(err.is_stale(), stale, "{err:?}");
+            assert!(!conn.is_usable(), "the server is closing it");
+        }
     }
 
     #[tokio::test]
