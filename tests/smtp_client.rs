@@ -141,20 +141,20 @@ async fn a_failed_opening_stops_opening_ahead_until_a_send_succeeds() {
     m.warm();
     wait_until("the opening to be given up", T, || {
         let st = m.status();
-        st.pending == 0 && !st.opening_ahead
+        st.opening == 0 && !st.opening_ahead
     })
     .await;
     for _ in 0..5 {
         m.warm();
     }
-    assert_eq!(m.status().pending, 0, "no new opening after a failure");
+    assert_eq!(m.status().opening, 0, "no new opening after a failure");
     assert_eq!(s.connections(), 1);
     send(&m, &message(1)).await.unwrap();
     assert_eq!(s.connections(), 2);
     // Healthy again: but a session is idle, so nothing more is opened.
     assert!(m.status().opening_ahead);
     m.warm();
-    assert_eq!(m.status().pending, 0);
+    assert_eq!(m.status().opening, 0);
     assert_eq!(trips(&m, &message(2)).await, 1);
     assert_eq!(s.connections(), 2);
 }
@@ -373,6 +373,10 @@ struct Script {
     extensions: Vec<&'static str>,
     /// Close the connection instead of answering its `n`-th MAIL FROM (after `reply`).
     die_at_mail: Option<(usize, Option<&'static str>)>,
+    /// Close a connection that sends nothing for this long, as Gmail does.
+    idle_close: Option<Duration>,
+    idle_closes: usize,
+    noops: usize,
     connections: usize,
     messages: Vec<Vec<u8>>,
     /// Commands that arrived while an earlier one was unanswered, without PIPELINING.
@@ -415,13 +419,12 @@ impl Scripted {
     }
 
     fn mailer(&self) -> Mailer {
-        Mailer::new(&config(
-            self.port,
-            Security::Tls,
-            &self.ca_file,
-            "abcdefghijklmnop",
-        ))
-        .unwrap()
+        self.mailer_keeping(IdlePolicy::default())
+    }
+
+    fn mailer_keeping(&self, idle: IdlePolicy) -> Mailer {
+        let smtp = config(self.port, Security::Tls, &self.ca_file, "abcdefghijklmnop");
+        Mailer::with_idle_policy(&smtp, idle).unwrap()
     }
 
     fn get<R>(&self, f: impl FnOnce(&Script) -> R) -> R {
@@ -453,9 +456,9 @@ async fn serve<S>(mut io: BufReader<S>, state: Arc<Mutex<Script>>) -> std::io::R
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let (extensions, die_at_mail) = {
+    let (extensions, die_at_mail, idle_close) = {
         let st = state.lock().unwrap();
-        (st.extensions.clone(), st.die_at_mail)
+        (st.extensions.clone(), st.die_at_mail, st.idle_close)
     };
     let pipelining = extensions.contains(&"PIPELINING");
     let mut mails = 0;
@@ -463,7 +466,20 @@ where
     let mut line = String::new();
     loop {
         line.clear();
-        if io.read_line(&mut line).await? == 0 {
+        let read = match idle_close {
+            Some(idle) => match tokio::time::timeout(idle, io.read_line(&mut line)).await {
+                Ok(read) => read?,
+                Err(_) => {
+                    state.lock().unwrap().idle_closes += 1;
+                    io.get_mut()
+                        .write_all(b"451 4.4.2 Timeout - closing connection.\r\n")
+                        .await?;
+                    return io.get_mut().shutdown().await;
+                }
+            },
+            None => io.read_line(&mut line).await?,
+        };
+        if read == 0 {
             return Ok(());
         }
         let command = line.trim_end().to_string();
@@ -518,7 +534,11 @@ where
                 }
                 "250 2.1.0 OK\r\n".into()
             }
-            "RCPT" | "RSET" | "NOOP" => "250 2.1.5 OK\r\n".into(),
+            "NOOP" => {
+                state.lock().unwrap().noops += 1;
+                "250 2.0.0 OK\r\n".into()
+            }
+            "RCPT" | "RSET" => "250 2.1.5 OK\r\n".into(),
             "DATA" => {
                 io.get_mut().write_all(b"354 go ahead\r\n").await?;
                 let mut message = Vec::new();
@@ -616,6 +636,37 @@ async fn a_kept_session_that_dies_at_the_next_mail_is_replaced_within_the_send()
 #[tokio::test]
 async fn a_kept_session_answered_with_421_is_replaced_within_the_send() {
     dies_at_second_mail(Some("421 4.4.2 Timeout - closing connection.\r\n")).await;
+}
+
+#[tokio::test]
+async fn a_server_closing_idle_sessions_shortens_the_keep_alive_and_gets_one_opened_in_place() {
+    let s = Scripted::start(&["PIPELINING", "CHUNKING", "AUTH PLAIN"]).await;
+    s.state.lock().unwrap().idle_close = Some(Duration::from_millis(2500));
+    let m = s.mailer_keeping(IdlePolicy {
+        keepalive: Duration::from_secs(60),
+        keep_for: Duration::from_secs(60),
+    });
+    send(&m, &message(1)).await.unwrap();
+    // The server closes the kept session after 2.5 s without a command; the pool sees it,
+    // halves that for its keep-alive, and opens a session in its place.
+    wait_until("the idle limit learnt", T, || {
+        m.status().keepalive < Duration::from_secs(60)
+    })
+    .await;
+    let keepalive = m.status().keepalive;
+    assert!(
+        keepalive > Duration::from_millis(1000) && keepalive <= Duration::from_millis(1250),
+        "{keepalive:?}"
+    );
+    wait_until("a session opened in place", T, || {
+        s.get(|st| st.connections) == 2 && m.status().idle == 1
+    })
+    .await;
+    // Kept alive past the server's limit by the NOOPs.
+    wait_until("three keep-alives on it", T, || s.get(|st| st.noops) >= 3).await;
+    assert_eq!(s.get(|st| st.idle_closes), 1);
+    send(&m, &message(2)).await.unwrap();
+    s.get(|st| assert_eq!((st.connections, st.messages.len()), (2, 2)));
 }
 
 #[tokio::test]

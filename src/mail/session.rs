@@ -7,23 +7,28 @@
 //! first mail ([`super::wire`]), so a mail on a new session costs one more and a mail on a
 //! kept session costs one. Every wait is counted at the socket ([`Sessions::round_trips`]).
 //!
-//! **Opening ahead.** [`Sessions::reserve`] + [`Sessions::open_reserved`] open a session
-//! before the mail exists (the pipeline asks when an event is going to be mailed, while its
-//! picture is fetched). A send that finds no idle session takes over one being opened
-//! instead of opening another; at most `smtp.max_connections` sessions exist at once.
-//! After a failed opening, no more are opened ahead until a send succeeds, so a wrong
-//! password or a dead server costs what the outbox's retries cost, and no more.
+//! **Opening ahead.** [`Sessions::warm`] opens a session before the mail exists (the
+//! pipeline asks when an event is going to be mailed, while its picture is fetched). A send
+//! takes a kept session, else one being opened, else opens its own; at most
+//! `smtp.max_connections` sessions exist at once. After a failed opening, nothing is opened
+//! ahead until a send succeeds, so a wrong password or a dead server costs what the outbox's
+//! retries cost, and no more.
 //!
-//! **Idle sessions.** A NOOP on a kept session before each mail would cost a round trip on
-//! every warm send. Instead: one session is kept for [`KEEP_FOR`] after its last mail,
-//! with a NOOP every [`KEEPALIVE`] off the send path (servers close idle sessions after a
-//! few minutes; RFC 5321 suggests 5); further idle sessions close after one
-//! keep-alive interval.
-//! Before a kept session is used, the socket is looked at without waiting: a server that
-//! closed it (or announced `421 … closing`) is seen at no cost. If a kept session still
-//! turns out dead before the server has answered any of the mail's flight (or answers
-//! `421`), nothing was accepted: the mail goes out on a new session within the same
-//! attempt.
+//! **Idle sessions.** A NOOP before each mail on a kept session would cost a round trip on
+//! every warm send. Instead each kept session has a keeper task that
+//! - hands it to a send at once, after a look at the socket that costs nothing;
+//! - sends a NOOP every keep-alive interval ([`IdlePolicy::keepalive`]), off the send path;
+//! - watches the socket: a server that closes an idle session (Gmail does after an
+//!   unpublished while, with `451 4.4.2 Timeout`) is seen when it happens. The time the
+//!   session had been idle is the server's idle limit: the keep-alive interval drops to half
+//!   of it (not below [`MIN_KEEPALIVE`]), and a new session is opened ahead at once (at most
+//!   [`MAX_REOPENS`] times between mails), without logging in;
+//! - closes the session [`IdlePolicy::keep_for`] after the last mail (or the last call to
+//!   [`Sessions::warm`]), and closes extra idle sessions beyond one at their next keep-alive.
+//!
+//! If a kept session still turns out dead before the server has answered any of the mail's
+//! flight (or answers it with `421`), nothing was accepted: the mail goes out on a new
+//! session within the same attempt.
 
 use std::io;
 use std::net::SocketAddr;
@@ -31,23 +36,38 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tracing::{debug, warn};
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
-use super::classify::{connect_failure, smtp_failure, tls_failure, Class, Failure};
+use super::classify::{
+    connect_failure, smtp_failure, timeout_failure, tls_failure, Class, Failure,
+};
 use super::wire::{Conn, Credentials, Outgoing, Sent, SmtpError};
 use crate::config::Security;
+
+/// The shortest keep-alive interval learnt from a server; a server that closes sessions
+/// sooner than this after their last command is not closing idle sessions, and gets no
+/// session opened ahead in their place.
+pub const MIN_KEEPALIVE: Duration = Duration::from_secs(1);
+/// Sessions opened ahead in place of ones the server closed, between two mails.
+pub const MAX_REOPENS: u32 = 5;
+/// Bound on a keep-alive NOOP.
+const NOOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound on QUIT when closing a session nobody needs.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How idle sessions are kept; see the module docs. The defaults are the daemon's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdlePolicy {
-    /// A NOOP keeps an idle session open this often (and extra idle sessions close).
+    /// A NOOP keeps an idle session open this often, until a server shows a shorter limit.
     pub keepalive: Duration,
-    /// How long after its last mail one session is kept open.
+    /// How long after the last mail one session is kept open.
     pub keep_for: Duration,
 }
 
@@ -59,10 +79,6 @@ impl Default for IdlePolicy {
         }
     }
 }
-/// Bound on a keep-alive NOOP.
-const NOOP_TIMEOUT: Duration = Duration::from_secs(20);
-/// Bound on QUIT when closing a session nobody needs.
-const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How to reach and greet the server.
 pub struct Endpoint {
@@ -78,13 +94,16 @@ pub struct Endpoint {
 pub struct PoolStatus {
     /// Sessions waiting for a mail.
     pub idle: usize,
-    /// Sessions being opened or keep-alive checked.
-    pub pending: usize,
+    /// Sessions being opened.
+    pub opening: usize,
     /// Sessions carrying a mail.
     pub busy: usize,
     /// Whether sessions are opened ahead (false after a failed opening, until a send
     /// succeeds).
     pub opening_ahead: bool,
+    /// The keep-alive interval now (shorter than configured once a server showed a
+    /// shorter idle limit).
+    pub keepalive: Duration,
 }
 
 /// One login: credentials, and a number that changes when they do (XOAUTH2 tokens).
@@ -93,15 +112,17 @@ pub struct Login {
     pub generation: u64,
 }
 
+/// Where the current login comes from (for sessions opened ahead).
+pub trait Logins: Send + Sync + 'static {
+    fn current(&self) -> BoxFuture<'_, Result<Login, Failure>>;
+}
+
 /// A connection ready for mail.
 struct Session {
     conn: Conn<Stream>,
     /// The login generation it authenticated with; `None`: not logged in yet (AUTH PLAIN
     /// goes out with its first mail).
     authed: Option<u64>,
-    /// When it last carried a mail, or was opened.
-    used: Instant,
-    id: u64,
 }
 
 impl Session {
@@ -115,45 +136,58 @@ pub struct Sessions {
     endpoint: Endpoint,
     max: usize,
     timeout: Duration,
-    idle: IdlePolicy,
+    policy: IdlePolicy,
+    logins: Arc<dyn Logins>,
     state: Mutex<State>,
     trips: Arc<AtomicU64>,
     me: Weak<Sessions>,
 }
 
-#[derive(Default)]
 struct State {
-    idle: Vec<Session>,
-    /// Sessions being opened, or checked with a keep-alive NOOP; a send may claim one.
-    pending: Vec<Pending>,
+    /// Sessions not carrying a mail: kept by their keeper, or being opened.
+    spare: Vec<Spare>,
     /// Sessions carrying a mail (or claimed and waited for).
     busy: usize,
     /// The last opening failed: open nothing ahead until a send succeeds.
     unhealthy: bool,
     next_id: u64,
+    /// The keep-alive interval, shortened when a server closes idle sessions sooner.
+    keepalive: Duration,
+    /// The last mail, or the last call to [`Sessions::warm`]: sessions are kept for
+    /// `keep_for` after it.
+    last_use: Instant,
+    /// Sessions opened ahead in place of closed ones since the last mail.
+    reopens: u32,
 }
 
-struct Pending {
+/// A session not carrying a mail.
+struct Spare {
     id: u64,
-    /// The login generation it will have; `None`: any (not logged in, or not known yet).
+    /// The login generation it has or will have; `None`: any (not logged in, or not known
+    /// yet).
     generation: Option<u64>,
+    /// Kept and ready (its keeper hands it over at once), or being opened.
+    kept: bool,
     claim: Option<oneshot::Sender<Handover>>,
+    /// Wakes a kept session's keeper when a send claims it.
+    wake: Option<Arc<Notify>>,
 }
 
-/// What a claimed pending session turned into.
+/// What a claimed spare session turned into.
 enum Handover {
     Ready(Session),
     /// The opening failed: that is the claimant's failure too.
     Failed(Failure),
-    /// The kept session did not answer its keep-alive: open another.
+    /// The kept session was closed meanwhile: open another.
     Gone,
 }
 
-/// A session checked out for one send; `busy` counts it until dropped.
+/// A session checked out for one send; `busy` counts it until dropped, and a session still
+/// in it then is kept.
 struct Checkout<'a> {
     pool: &'a Sessions,
     session: Option<Session>,
-    /// It had been idle: it may have died unnoticed.
+    /// It had been kept idle: it may have died unnoticed.
     reused: bool,
 }
 
@@ -172,14 +206,24 @@ impl Sessions {
         endpoint: Endpoint,
         max: usize,
         timeout: Duration,
-        idle: IdlePolicy,
+        policy: IdlePolicy,
+        logins: Arc<dyn Logins>,
     ) -> Arc<Sessions> {
         Arc::new_cyclic(|me| Sessions {
             endpoint,
             max: max.max(1),
             timeout,
-            idle,
-            state: Mutex::new(State::default()),
+            policy,
+            logins,
+            state: Mutex::new(State {
+                spare: Vec::new(),
+                busy: 0,
+                unhealthy: false,
+                next_id: 0,
+                keepalive: policy.keepalive,
+                last_use: Instant::now(),
+                reopens: 0,
+            }),
             trips: Arc::new(AtomicU64::new(0)),
             me: me.clone(),
         })
@@ -198,70 +242,80 @@ impl Sessions {
     pub fn status(&self) -> PoolStatus {
         let st = self.lock();
         PoolStatus {
-            idle: st.idle.len(),
-            pending: st.pending.len(),
+            idle: st.spare.iter().filter(|p| p.kept).count(),
+            opening: st.spare.iter().filter(|p| !p.kept).count(),
             busy: st.busy,
             opening_ahead: !st.unhealthy,
+            keepalive: st.keepalive,
         }
     }
 
-    /// Reserve the opening of a session ahead of a mail, if none is idle or being opened,
-    /// there is room under `smtp.max_connections`, and the last opening did not fail.
-    /// Cheap and non-blocking; follow with [`Sessions::open_reserved`].
-    pub fn reserve(&self) -> Option<u64> {
-        let mut st = self.lock();
-        if st.unhealthy {
-            return None;
-        }
-        st.idle.retain_mut(|s| !s.conn.is_stale());
-        let unclaimed = st.pending.iter().filter(|p| p.claim.is_none()).count();
-        if !st.idle.is_empty() || unclaimed > 0 {
-            return None;
-        }
-        if st.idle.len() + st.pending.len() + st.busy >= self.max {
-            return None;
-        }
-        st.next_id += 1;
-        let id = st.next_id;
-        st.pending.push(Pending {
-            id,
-            generation: None,
-            claim: None,
+    /// A mail is coming: keep sessions for `keep_for` from now, and open one ahead if none
+    /// is kept or being opened (within `smtp.max_connections`, and unless the last opening
+    /// failed). Cheap; returns at once. Without a tokio runtime it opens nothing.
+    pub fn warm(&self) {
+        self.lock().last_use = Instant::now();
+        self.open_ahead();
+    }
+
+    fn open_ahead(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        let id = {
+            let mut st = self.lock();
+            let free = st.spare.iter().any(|p| p.claim.is_none());
+            if st.unhealthy || free || st.spare.len() + st.busy >= self.max {
+                return;
+            }
+            st.next_id += 1;
+            let id = st.next_id;
+            st.spare.push(Spare {
+                id,
+                generation: None,
+                kept: false,
+                claim: None,
+                wake: None,
+            });
+            id
+        };
+        rt.spawn(async move {
+            let timeout = me.timeout;
+            let login = tokio::time::timeout(timeout, me.logins.current())
+                .await
+                .unwrap_or_else(|_| Err(timeout_failure(timeout.as_secs())));
+            me.open_reserved(id, login).await;
         });
-        Some(id)
     }
 
-    /// Open the session reserved as `id` (with `login`, or fail with the failure to get
-    /// one) and hand it to the send that claimed it, else keep it idle.
-    pub async fn open_reserved(&self, id: u64, login: Result<Login, Failure>) {
+    /// Open the session reserved as `id` and hand it to the send that claimed it, else
+    /// keep it.
+    async fn open_reserved(&self, id: u64, login: Result<Login, Failure>) {
         let opened = match login {
             Ok(login) => {
-                {
-                    let mut st = self.lock();
-                    if let Some(p) = st.pending.iter_mut().find(|p| p.id == id) {
-                        p.generation = Some(login.generation);
-                    }
+                if let Some(p) = self.lock().spare.iter_mut().find(|p| p.id == id) {
+                    p.generation = Some(login.generation);
                 }
                 self.open_within(&login).await
             }
             Err(f) => Err(f),
         };
         let mut st = self.lock();
-        let Some(i) = st.pending.iter().position(|p| p.id == id) else {
+        let Some(i) = st.spare.iter().position(|p| p.id == id) else {
             return;
         };
-        let pending = st.pending.remove(i);
+        let spare = st.spare.remove(i);
         if opened.is_err() {
             st.unhealthy = true;
         }
         let handover = match opened {
-            Ok(mut s) => {
-                s.id = id;
-                Handover::Ready(s)
-            }
+            Ok(s) => Handover::Ready(s),
             Err(f) => Handover::Failed(f),
         };
-        let unclaimed = match pending.claim {
+        let unclaimed = match spare.claim {
             Some(tx) => match tx.send(handover) {
                 Ok(()) => return,
                 Err(back) => back,
@@ -278,14 +332,15 @@ impl Sessions {
         }
     }
 
-    /// Send one message on an idle session, one being opened, or a new one.
+    /// Send one message on a kept session, one being opened, or a new one.
     pub async fn send(&self, login: &Login, mail: &Outgoing<'_>) -> Result<Sent, Failure> {
         let mut co = self.checkout(login).await?;
         let mut result = self.send_on(&mut co, login, mail).await;
         if let Err(e) = &result {
             if co.reused && e.is_stale() {
                 debug!(
-                    "smtp: the kept session was closed by the server ({e:?}); sending on a new one"
+                    "smtp: the kept session was closed by the server ({}); sending on a new one",
+                    smtp_failure(e)
                 );
                 co.session = None;
                 co.reused = false;
@@ -295,13 +350,18 @@ impl Sessions {
                 result = self.send_on(&mut co, login, mail).await;
             }
         }
-        let failure = result.map_err(|e| smtp_failure(&e));
-        match &failure {
-            Ok(_) => self.lock().unhealthy = false,
-            Err(f) if f.class == Class::Credentials => self.lock().unhealthy = true,
+        let result = result.map_err(|e| smtp_failure(&e));
+        let mut st = self.lock();
+        match &result {
+            Ok(_) => {
+                st.unhealthy = false;
+                st.last_use = Instant::now();
+                st.reopens = 0;
+            }
+            Err(f) if f.class == Class::Credentials => st.unhealthy = true,
             Err(_) => {}
         }
-        failure
+        result
     }
 
     async fn send_on(
@@ -316,7 +376,6 @@ impl Sessions {
         if s.conn.is_usable() {
             // A refused login ends the connection: a usable one is logged in.
             s.authed = Some(login.generation);
-            s.used = Instant::now();
         } else {
             co.session = None;
         }
@@ -328,15 +387,12 @@ impl Sessions {
         let mut co = self.checkout(login).await?;
         let s = co.session.as_mut().expect("checked out");
         if s.authed.is_none() {
-            match s.conn.auth(&login.credentials).await {
-                Ok(()) => s.authed = Some(login.generation),
-                Err(e) => {
-                    co.session = None;
-                    let f = smtp_failure(&e);
-                    self.lock().unhealthy = true;
-                    return Err(f);
-                }
+            if let Err(e) = s.conn.auth(&login.credentials).await {
+                co.session = None;
+                self.lock().unhealthy = true;
+                return Err(smtp_failure(&e));
             }
+            s.authed = Some(login.generation);
         }
         self.lock().unhealthy = false;
         Ok(())
@@ -346,43 +402,36 @@ impl Sessions {
         let claimed = {
             let mut st = self.lock();
             st.busy += 1;
-            let mut found = None;
-            while let Some(mut s) = st.idle.pop() {
-                if s.fits(login) && !s.conn.is_stale() {
-                    found = Some(s);
-                    break;
+            let fits =
+                |p: &Spare| p.claim.is_none() && p.generation.is_none_or(|g| g == login.generation);
+            // The newest kept session first, else one being opened.
+            let pick = match st.spare.iter().rposition(|p| p.kept && fits(p)) {
+                Some(i) => Some(i),
+                None => st.spare.iter().position(|p| !p.kept && fits(p)),
+            };
+            pick.map(|i| {
+                let p = &mut st.spare[i];
+                let (tx, rx) = oneshot::channel();
+                p.claim = Some(tx);
+                if let Some(wake) = &p.wake {
+                    wake.notify_one();
                 }
-                self.discard(s);
-            }
-            if let Some(s) = found {
-                return Ok(Checkout {
-                    pool: self,
-                    session: Some(s),
-                    reused: true,
-                });
-            }
-            let wanted = Some(login.generation);
-            st.pending
-                .iter_mut()
-                .find(|p| p.claim.is_none() && (p.generation.is_none() || p.generation == wanted))
-                .map(|p| {
-                    let (tx, rx) = oneshot::channel();
-                    p.claim = Some(tx);
-                    rx
-                })
+                (rx, p.kept)
+            })
         };
         let mut co = Checkout {
             pool: self,
             session: None,
             reused: false,
         };
-        if let Some(rx) = claimed {
+        if let Some((rx, kept)) = claimed {
             match rx.await {
                 Ok(Handover::Ready(s)) if s.fits(login) => {
                     co.session = Some(s);
+                    co.reused = kept;
                     return Ok(co);
                 }
-                Ok(Handover::Ready(s)) => self.discard(s),
+                Ok(Handover::Ready(s)) => discard(s),
                 Ok(Handover::Failed(f)) => return Err(f),
                 Ok(Handover::Gone) | Err(_) => {}
             }
@@ -394,36 +443,61 @@ impl Sessions {
         Ok(co)
     }
 
-    /// Keep a session that just did its work: idle, with its keep-alive.
-    fn keep(&self, st: &mut State, mut s: Session) {
+    /// Keep a session that just did its work (or was opened ahead), with its keeper.
+    fn keep(&self, st: &mut State, s: Session) {
         if !s.conn.is_usable() {
             return;
         }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         st.next_id += 1;
-        s.id = st.next_id;
-        let id = s.id;
-        st.idle.push(s);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(keep_alive(self.me.clone(), id, self.idle));
-        }
+        let id = st.next_id;
+        let wake = Arc::new(Notify::new());
+        st.spare.push(Spare {
+            id,
+            generation: s.authed,
+            kept: true,
+            claim: None,
+            wake: Some(wake.clone()),
+        });
+        rt.spawn(keeper(self.me.clone(), id, s, wake));
     }
 
-    /// Close a session nobody will use, politely and in the background.
-    fn discard(&self, mut s: Session) {
-        if !s.conn.is_usable() {
-            return;
+    /// The server closed a session that had been idle for `idle`: learn its idle limit.
+    /// Returns whether to open another session ahead in its place.
+    fn closed_idle(&self, st: &mut State, idle: Duration) -> bool {
+        if idle < MIN_KEEPALIVE {
+            return false;
         }
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let _ = tokio::time::timeout(QUIT_TIMEOUT, s.conn.quit()).await;
-            });
+        let interval = (idle / 2).max(MIN_KEEPALIVE);
+        if interval < st.keepalive {
+            info!(
+                "smtp: the server closes sessions idle for about {:.1}s; a NOOP now keeps them open every {:.1}s",
+                idle.as_secs_f64(),
+                interval.as_secs_f64()
+            );
+            st.keepalive = interval;
+        }
+        self.may_reopen(st)
+    }
+
+    /// Whether to open a session ahead in place of a kept one that was lost: while sessions
+    /// are wanted, the server takes them, and not too often between mails.
+    fn may_reopen(&self, st: &mut State) -> bool {
+        let within = st.last_use.elapsed() < self.policy.keep_for;
+        if within && !st.unhealthy && st.reopens < MAX_REOPENS {
+            st.reopens += 1;
+            true
+        } else {
+            false
         }
     }
 
     async fn open_within(&self, login: &Login) -> Result<Session, Failure> {
         match tokio::time::timeout(self.timeout, self.open(login)).await {
             Ok(r) => r,
-            Err(_) => Err(super::classify::timeout_failure(self.timeout.as_secs())),
+            Err(_) => Err(timeout_failure(self.timeout.as_secs())),
         }
     }
 
@@ -468,12 +542,7 @@ impl Sessions {
             logged_in = authed.is_some(),
             "smtp: session open"
         );
-        Ok(Session {
-            conn,
-            authed,
-            used: Instant::now(),
-            id: 0,
-        })
+        Ok(Session { conn, authed })
     }
 
     async fn tls(&self, tcp: Counted) -> Result<Stream, Failure> {
@@ -488,58 +557,148 @@ impl Sessions {
     }
 }
 
-/// Keep the idle session `id` open with a NOOP every `keepalive` until it is taken, it has
-/// been idle for `keep_for`, or it is one of several idle ones.
-async fn keep_alive(pool: Weak<Sessions>, id: u64, policy: IdlePolicy) {
+/// Close a session nobody will use, politely and in the background.
+fn discard(mut s: Session) {
+    if !s.conn.is_usable() {
+        return;
+    }
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            let _ = tokio::time::timeout(QUIT_TIMEOUT, s.conn.quit()).await;
+        });
+    }
+}
+
+/// What woke a keeper.
+enum Wake {
+    Claimed,
+    KeepAliveDue,
+    ServerSpoke,
+}
+
+/// Keep session `id`: hand it over when claimed, NOOP it when due, notice when the server
+/// closes it, and close it when it is no longer wanted.
+async fn keeper(pool: Weak<Sessions>, id: u64, mut s: Session, wake: Arc<Notify>) {
+    // The server's idle timer started with its last reply.
+    let mut last = Instant::now();
     loop {
-        tokio::time::sleep(policy.keepalive).await;
+        let Some(interval) = pool.upgrade().map(|p| p.lock().keepalive) else {
+            return;
+        };
+        let woke = tokio::select! {
+            biased;
+            _ = wake.notified() => Wake::Claimed,
+            _ = tokio::time::sleep_until(last + interval) => Wake::KeepAliveDue,
+            _ = s.conn.closed() => Wake::ServerSpoke,
+        };
         let Some(pool) = pool.upgrade() else {
             return;
         };
-        let mut s = {
-            let mut st = pool.lock();
-            let Some(i) = st.idle.iter().position(|s| s.id == id) else {
-                return;
-            };
-            let idle_for = st.idle[i].used.elapsed();
-            let s = st.idle.remove(i);
-            if idle_for >= policy.keep_for || !st.idle.is_empty() {
-                pool.discard(s);
+        match woke {
+            Wake::Claimed => {
+                let mut st = pool.lock();
+                let Some(i) = st.spare.iter().position(|p| p.id == id) else {
+                    return;
+                };
+                let Some(tx) = st.spare[i].claim.take() else {
+                    continue;
+                };
+                st.spare.remove(i);
+                let handover = if s.conn.is_stale() {
+                    Handover::Gone
+                } else {
+                    Handover::Ready(s)
+                };
+                match tx.send(handover) {
+                    Ok(()) => return,
+                    Err(Handover::Ready(back)) => {
+                        // The send gave up meanwhile: keep it.
+                        s = back;
+                        st.spare.push(Spare {
+                            id,
+                            generation: s.authed,
+                            kept: true,
+                            claim: None,
+                            wake: Some(wake.clone()),
+                        });
+                    }
+                    Err(_) => return,
+                }
+            }
+            Wake::KeepAliveDue => {
+                let close = {
+                    let mut st = pool.lock();
+                    let Some(i) = st.spare.iter().position(|p| p.id == id) else {
+                        return;
+                    };
+                    if st.spare[i].claim.is_some() {
+                        // Claimed just now: the wake-up is already waiting.
+                        continue;
+                    }
+                    let unwanted = st.last_use.elapsed() >= pool.policy.keep_for;
+                    let extra = st
+                        .spare
+                        .iter()
+                        .any(|p| p.kept && p.id != id && p.claim.is_none());
+                    if unwanted || extra {
+                        st.spare.remove(i);
+                    }
+                    unwanted || extra
+                };
+                if close {
+                    debug!("smtp: closing an idle session");
+                    let _ = tokio::time::timeout(QUIT_TIMEOUT, s.conn.quit()).await;
+                    return;
+                }
+                let alive = matches!(
+                    tokio::time::timeout(NOOP_TIMEOUT, s.conn.noop()).await,
+                    Ok(Ok(()))
+                );
+                if alive {
+                    last = Instant::now();
+                    continue;
+                }
+                debug!("smtp: a kept session did not answer its keep-alive; closed");
+                let reopen = {
+                    let mut st = pool.lock();
+                    let claim = st
+                        .spare
+                        .iter()
+                        .position(|p| p.id == id)
+                        .and_then(|i| st.spare.remove(i).claim);
+                    if let Some(tx) = claim {
+                        let _ = tx.send(Handover::Gone);
+                    }
+                    pool.may_reopen(&mut st)
+                };
+                if reopen {
+                    pool.open_ahead();
+                }
                 return;
             }
-            st.pending.push(Pending {
-                id,
-                generation: s.authed,
-                claim: None,
-            });
-            s
-        };
-        let alive = !s.conn.is_stale()
-            && matches!(
-                tokio::time::timeout(NOOP_TIMEOUT, s.conn.noop()).await,
-                Ok(Ok(()))
-            );
-        let mut st = pool.lock();
-        let Some(i) = st.pending.iter().position(|p| p.id == id) else {
-            return;
-        };
-        let pending = st.pending.remove(i);
-        let handover = if alive {
-            Handover::Ready(s)
-        } else {
-            debug!("smtp: a kept session did not answer its keep-alive; closed");
-            Handover::Gone
-        };
-        let unclaimed = match pending.claim {
-            Some(tx) => match tx.send(handover) {
-                Ok(()) => return,
-                Err(back) => back,
-            },
-            None => handover,
-        };
-        match unclaimed {
-            Handover::Ready(s) => st.idle.push(s),
-            _ => return,
+            Wake::ServerSpoke => {
+                let idle = last.elapsed();
+                debug!(
+                    "smtp: the server closed a session idle for {:.1}s",
+                    idle.as_secs_f64()
+                );
+                let reopen = {
+                    let mut st = pool.lock();
+                    let claim = st
+                        .spare
+                        .iter()
+                        .position(|p| p.id == id)
+                        .and_then(|i| st.spare.remove(i).claim);
+                    if let Some(tx) = claim {
+                        let _ = tx.send(Handover::Gone);
+                    }
+                    pool.closed_idle(&mut st, idle)
+                };
+                if reopen {
+                    pool.open_ahead();
+                }
+                return;
+            }
         }
     }
 }

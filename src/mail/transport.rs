@@ -20,6 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use lettre::address::Envelope;
 use tokio::sync::{Mutex, Semaphore};
 use tracing::warn;
@@ -28,7 +29,7 @@ use super::classify::{
     is_oauth_refusal, oauth_failure, smtp_failure, timeout_failure, Failure, HINT_OAUTH_REFUSED,
 };
 use super::oauth::{OAuthError, TokenSource};
-use super::session::{Endpoint, IdlePolicy, Login as SessionLogin, PoolStatus, Sessions};
+use super::session::{Endpoint, IdlePolicy, Login as SessionLogin, Logins, PoolStatus, Sessions};
 use super::wire::{Credentials, Outgoing, SmtpError};
 use crate::config::{AuthMethod, SmtpConfig};
 use crate::secret::Secret;
@@ -83,6 +84,45 @@ struct OAuthLogin {
     current: Mutex<(Option<Secret>, u64)>,
 }
 
+impl Login {
+    /// The login to use now: for XOAUTH2, with a current (or, with `fresh`, a
+    /// just-refreshed) access token and the generation of that token.
+    async fn get(&self, fresh: bool) -> Result<SessionLogin, Failure> {
+        match self {
+            Login::Password(c) => Ok(SessionLogin {
+                credentials: c.clone(),
+                generation: 0,
+            }),
+            Login::OAuth(o) => {
+                let token = if fresh {
+                    o.tokens.refresh().await.map(|t| t.token)
+                } else {
+                    o.tokens.token().await
+                }
+                .map_err(|e| oauth_failure(&e))?;
+                let mut current = o.current.lock().await;
+                if current.0.as_ref() != Some(&token) {
+                    *current = (Some(token.clone()), current.1 + 1);
+                }
+                Ok(SessionLogin {
+                    credentials: Credentials {
+                        username: o.username.clone(),
+                        secret: token,
+                        xoauth2: true,
+                    },
+                    generation: current.1,
+                })
+            }
+        }
+    }
+}
+
+impl Logins for Login {
+    fn current(&self) -> BoxFuture<'_, Result<SessionLogin, Failure>> {
+        Box::pin(self.get(false))
+    }
+}
+
 impl Mailer {
     pub fn new(smtp: &SmtpConfig) -> Result<Mailer, TransportError> {
         Mailer::with_idle_policy(smtp, IdlePolicy::default())
@@ -103,9 +143,16 @@ impl Mailer {
             })),
         };
         let max = smtp.max_connections as usize;
+        let login = Arc::new(login);
         Ok(Mailer {
-            login: Arc::new(login),
-            sessions: Sessions::new(Self::endpoint(smtp)?, max, smtp.timeout.0, idle),
+            sessions: Sessions::new(
+                Self::endpoint(smtp)?,
+                max,
+                smtp.timeout.0,
+                idle,
+                login.clone(),
+            ),
+            login,
             permits: Arc::new(Semaphore::new(max)),
             timeout: smtp.timeout.0,
         })
@@ -141,24 +188,13 @@ impl Mailer {
         Warmer(self.clone())
     }
 
-    /// Start opening a session in the background if none is idle or being opened (and
-    /// `smtp.max_connections` leaves room, and the last opening did not fail). Returns at
-    /// once; the next send takes the session over, finished or not. Without a tokio
-    /// runtime it does nothing.
+    /// A mail is coming: start opening a session in the background if none is kept or
+    /// being opened (and `smtp.max_connections` leaves room, and the last opening did not
+    /// fail), and keep sessions for the idle policy's `keep_for` from now. Returns at once;
+    /// the next send takes the session over, finished or not. Without a tokio runtime it
+    /// opens nothing.
     pub fn warm(&self) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let Some(id) = self.sessions.reserve() else {
-            return;
-        };
-        let me = self.clone();
-        rt.spawn(async move {
-            let login = tokio::time::timeout(me.timeout, me.login(false))
-                .await
-                .unwrap_or_else(|_| Err(timeout_failure(me.timeout.as_secs())));
-            me.sessions.open_reserved(id, login).await;
-        });
+        self.sessions.warm();
     }
 
     /// What the session pool holds now.
@@ -171,35 +207,8 @@ impl Mailer {
         self.sessions.round_trips()
     }
 
-    /// The login to use now: for XOAUTH2, with a current (or, with `fresh`, a
-    /// just-refreshed) access token and the generation of that token.
     async fn login(&self, fresh: bool) -> Result<SessionLogin, Failure> {
-        match &*self.login {
-            Login::Password(c) => Ok(SessionLogin {
-                credentials: c.clone(),
-                generation: 0,
-            }),
-            Login::OAuth(o) => {
-                let token = if fresh {
-                    o.tokens.refresh().await.map(|t| t.token)
-                } else {
-                    o.tokens.token().await
-                }
-                .map_err(|e| oauth_failure(&e))?;
-                let mut current = o.current.lock().await;
-                if current.0.as_ref() != Some(&token) {
-                    *current = (Some(token.clone()), current.1 + 1);
-                }
-                Ok(SessionLogin {
-                    credentials: Credentials {
-                        username: o.username.clone(),
-                        secret: token,
-                        xoauth2: true,
-                    },
-                    generation: current.1,
-                })
-            }
-        }
+        self.login.get(fresh).await
     }
 
     /// Run `op` with the current login, within `smtp.timeout`; with XOAUTH2, once more with

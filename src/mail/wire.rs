@@ -283,6 +283,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
+    /// Wait until the server says something or closes the connection. Asked nothing, it
+    /// has nothing to say but that it is closing (`421`, Gmail's `451 4.4.2 Timeout`): the
+    /// connection is finished either way. Cancel-safe: dropped while waiting, it has read
+    /// nothing.
+    pub async fn closed(&mut self) {
+        let mut chunk = [0u8; 512];
+        let _ = self.io.read(&mut chunk).await;
+        self.broken = true;
+    }
+
     async fn read_reply(&mut self, stage: Stage, answered: usize) -> Result<Reply, SmtpError> {
         loop {
             match parse(&self.buf) {
