@@ -998,7 +998,7 @@ fn is_gmail(host: &str) -> bool {
 fn failure_fact(f: &Failure) -> String {
     match f.code {
         Some(code) => {
-            // lettre joins multi-line replies; the first sentence carries the meaning.
+            // Multi-line replies arrive joined; the first sentence carries the meaning.
             let text = f
                 .detail
                 .split(" For more information")

@@ -351,16 +351,19 @@ impl Sessions {
             }
         }
         let result = result.map_err(|e| smtp_failure(&e));
-        let mut st = self.lock();
-        match &result {
-            Ok(_) => {
-                st.unhealthy = false;
-                st.last_use = Instant::now();
-                st.reopens = 0;
+        {
+            let mut st = self.lock();
+            match &result {
+                Ok(_) => {
+                    st.unhealthy = false;
+                    st.last_use = Instant::now();
+                    st.reopens = 0;
+                }
+                Err(f) if f.class == Class::Credentials => st.unhealthy = true,
+                Err(_) => {}
             }
-            Err(f) if f.class == Class::Credentials => st.unhealthy = true,
-            Err(_) => {}
         }
+        // `co` goes back to the pool (and takes the lock) as it drops, after this.
         result
     }
 

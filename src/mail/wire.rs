@@ -624,20 +624,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 .position(|s| s.sync)
                 .map_or(steps.len(), |i| next + i + 1);
             let flight = &steps[next..end];
-            let mut parts: Vec<&[u8]> = Vec::with_capacity(flight.len() + 1);
+            let mut pieces: Vec<&[u8]> = Vec::with_capacity(flight.len() + 2);
             for step in flight {
                 match &step.payload {
-                    Payload::Line(line) => parts.push(line),
-                    Payload::Chunk(header, body) => {
-                        parts.push(header);
-                        parts.push(body);
-                    }
-                    Payload::Dotted(body, dot) => {
-                        parts.push(body);
-                        parts.push(dot);
-                    }
+                    Payload::Line(line) => pieces.push(line),
+                    Payload::Chunk(header, body) => pieces.extend([&header[..], body]),
+                    Payload::Dotted(body, dot) => pieces.extend([&body[..], dot]),
                 }
             }
+            let parts = coalesce(&pieces);
+            let parts: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
             if let Err(broken) = self.write(flight[0].stage, &parts).await {
                 // The server may have said why before it closed (e.g. 421, or 552 with a
                 // too-large message): that reply explains more than the write error.
@@ -794,6 +790,31 @@ impl Transaction {
             }),
         }
     }
+}
+
+/// Pieces shorter than this are copied together, so a flight's commands (and a small
+/// message) leave in one write: on TLS every write is a record and a TCP segment of its own.
+const COALESCE: usize = 16 * 1024;
+
+/// The pieces of a flight as few writes: small ones joined, large ones (message bodies)
+/// borrowed.
+fn coalesce<'a>(pieces: &[&'a [u8]]) -> Vec<Cow<'a, [u8]>> {
+    let mut out = Vec::new();
+    let mut joined: Vec<u8> = Vec::new();
+    for &piece in pieces {
+        if piece.len() < COALESCE {
+            joined.extend_from_slice(piece);
+        } else {
+            if !joined.is_empty() {
+                out.push(Cow::Owned(std::mem::take(&mut joined)));
+            }
+            out.push(Cow::Borrowed(piece));
+        }
+    }
+    if !joined.is_empty() {
+        out.push(Cow::Owned(joined));
+    }
+    out
 }
 
 /// The message with every line that starts with a dot given a second one (RFC 5321
@@ -1414,6 +1435,21 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_flight_is_written_in_as_few_pieces_as_its_large_parts_allow() {
+        let big = vec![b'x'; COALESCE];
+        let parts = coalesce(&[b"MAIL\r\n", b"RCPT\r\n", b"BDAT 3 LAST\r\n", b"abc"]);
+        assert_eq!(parts.len(), 1);
+        assert_eq!(&*parts[0], b"MAIL\r\nRCPT\r\nBDAT 3 LAST\r\nabc");
+        let parts = coalesce(&[b"MAIL\r\n", b"BDAT\r\n", &big, b".\r\n"]);
+        assert_eq!(parts.len(), 3);
+        assert!(
+            matches!(parts[1], Cow::Borrowed(_)),
+            "the body is not copied"
+        );
+        assert_eq!(&*parts[2], b".\r\n");
     }
 
     #[test]
