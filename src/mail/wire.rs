@@ -156,12 +156,12 @@ impl Credentials {
 pub enum SmtpError {
     /// The server answered with a refusal.
     Refused { stage: Stage, reply: Reply },
-    /// The server answered the first command of a flight with `421`: it is closing the
-    /// connection and took nothing of the flight.
+    /// The server answered a flight with `421` before accepting anything of it: it is
+    /// closing the connection and took nothing.
     Closing { stage: Stage, reply: Reply },
     /// The connection broke, the server closed it, or it sent something that is not SMTP.
-    /// `answered` counts the replies read in this flight before that: none means the
-    /// server took nothing of it.
+    /// `answered` counts the positive replies read in this flight before that: none means
+    /// the server took nothing of it.
     Broken {
         stage: Stage,
         detail: String,
@@ -644,18 +644,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     _ => broken,
                 });
             }
-            for (i, step) in flight.iter().enumerate() {
-                let reply = self.read_reply(step.stage, i).await?;
+            // Positive replies so far in this flight: while none, the server took nothing
+            // of it (a kept session the server was closing answers with refusals, e.g.
+            // Gmail's `451 4.4.2 Timeout`, and then ends).
+            let mut taken = 0;
+            for step in flight {
+                let reply = self.read_reply(step.stage, taken).await?;
                 if reply.code == 421 {
                     // The server is closing the connection (RFC 5321 3.8): whatever it
                     // said before, nothing more comes.
                     self.broken = true;
                     let stage = step.stage;
-                    return Err(if i == 0 {
+                    return Err(if taken == 0 {
                         SmtpError::Closing { stage, reply }
                     } else {
                         SmtpError::Refused { stage, reply }
                     });
+                }
+                if reply.is_positive() || reply.is_intermediate() {
+                    taken += 1;
                 }
                 if matches!(step.stage, Stage::Auth(_)) && reply.code == 334 {
                     // The server wants another SASL step and reads the rest of the flight
@@ -1296,6 +1303,22 @@ mod tests {
             assert_eq!(err.is_stale(), stale, "{err:?}");
             assert!(!conn.is_usable(), "the server is closing it");
         }
+    }
+
+    #[tokio::test]
+    async fn refusals_then_a_closed_connection_are_stale() {
+        let (mut conn, mut server) = pair(gmail());
+        let client = tokio::spawn(async move {
+            let m = mail(&["a@example.com"], BODY);
+            conn.send(&m, None).await
+        });
+        server.io.fill_buf().await.unwrap();
+        server
+            .say("451 4.4.2 Timeout - closing connection.\r\n")
+            .await;
+        drop(server);
+        let err = client.await.unwrap().unwrap_err();
+        assert!(err.is_stale(), "{err:?}");
     }
 
     #[tokio::test]
