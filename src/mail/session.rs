@@ -26,9 +26,10 @@
 //! - closes the session [`IdlePolicy::keep_for`] after the last mail (or the last call to
 //!   [`Sessions::warm`]), and closes extra idle sessions beyond one at their next keep-alive.
 //!
-//! If a kept session still turns out dead before the server has answered any of the mail's
-//! flight (or answers it with `421`), nothing was accepted: the mail goes out on a new
-//! session within the same attempt.
+//! If a kept session still turns out dead before the server has accepted anything of the
+//! mail's flight (it ends the connection, or answers `421`, after nothing or only
+//! refusals), nothing was accepted: the mail goes out on a new session within the same
+//! attempt.
 
 use std::io;
 use std::net::SocketAddr;
