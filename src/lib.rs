@@ -26,7 +26,7 @@ mod outbox;
 pub mod pipeline;
 pub mod plan;
 mod policy;
-mod secret;
+pub mod secret;
 pub mod snapshot;
 pub mod sources;
 mod state_file;

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::event::{Event, Input};
+use crate::mail::Warmer;
 use crate::metrics::{metrics, OutboxStats};
 use crate::mqtt::{self, broker, MqttLinks, Outgoing};
 use crate::ops::discovery::{self, DiscoveryDecoder};
@@ -87,6 +88,11 @@ pub async fn start(plan: Plan, shutdown: watch::Receiver<bool>) -> Result<Runnin
         info!("no mqtt.url configured: running the embedded MQTT broker on {listen} (publish there, or set mqtt.url to use your broker)");
     }
     let (outbox, delivery) = outbox::open(outbox, stats.clone())?;
+    // The first mail finds a session open (and the log shows a wrong host early).
+    let warmer = delivery.as_ref().map(outbox::Delivery::warmer);
+    if let Some(w) = &warmer {
+        w.warm();
+    }
     let snapshotter = Snapshotter::new(snapshot)?;
     let mail = Arc::new(mail);
 
@@ -149,6 +155,7 @@ pub async fn start(plan: Plan, shutdown: watch::Receiver<bool>) -> Result<Runnin
         state_file: Some(policy.state_file.clone()),
     };
     tasks.spawn(policy::run(Policy::with_settings(policy), event_rx, links));
+    let mail_rx = warm_ahead(&mut tasks, mail_rx, warmer);
     tasks.spawn(snapshot::run(snapshotter.clone(), mail_rx, note_tx));
     let digests =
         mail::stage::run_digests(mail.clone(), outbox.clone(), snapshotter.clone(), digest_rx);
@@ -158,4 +165,26 @@ pub async fn start(plan: Plan, shutdown: watch::Receiver<bool>) -> Result<Runnin
         tasks.spawn(delivery.run(stats.clone(), shutdown));
     }
     Ok(Running { stats, tasks })
+}
+
+/// Policy → snapshot, opening an SMTP session for each event on its way ([`Warmer::warm`]),
+/// so TCP, TLS and EHLO overlap the picture's fetch instead of following it.
+fn warm_ahead(
+    tasks: &mut tokio::task::JoinSet<()>,
+    mut rx: mpsc::Receiver<Event>,
+    warmer: Option<Warmer>,
+) -> mpsc::Receiver<Event> {
+    let Some(warmer) = warmer else {
+        return rx;
+    };
+    let (tx, out) = mpsc::channel(1);
+    tasks.spawn(async move {
+        while let Some(event) = rx.recv().await {
+            warmer.warm();
+            if tx.send(event).await.is_err() {
+                break;
+            }
+        }
+    });
+    out
 }

@@ -22,6 +22,7 @@ mod outbox_faults;
 mod packaging;
 mod properties;
 mod secrets;
+mod smtp_client;
 mod smtp_pipelining;
 mod snapshot_fetch;
 mod snapshot_image;

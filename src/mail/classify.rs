@@ -6,6 +6,9 @@
 
 use std::fmt;
 
+use super::reply::enhanced_code;
+use super::wire::{Mechanism, Need, SmtpError, Stage};
+
 /// What to do about a failed send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -65,6 +68,8 @@ pub const HINT_CONNECT: &str =
 pub const HINT_OAUTH: &str =
     "the server refused the XOAUTH2 token; the access token is expired or revoked";
 
+pub const HINT_NO_LOGIN: &str = "the server offers no login method snapmail can use (PLAIN or LOGIN for smtp.password, XOAUTH2 for smtp.auth: oauth2): check smtp.host, smtp.port and smtp.security";
+
 pub const HINT_OAUTH_REFUSED: &str = "the server refused a freshly refreshed XOAUTH2 token: the refresh token must grant the https://mail.google.com/ scope, for the account in smtp.username";
 pub const HINT_OAUTH_TOKEN: &str =
     "no XOAUTH2 access token could be had from smtp.oauth2.token_url; see the reason";
@@ -105,70 +110,85 @@ pub fn classify_reply(code: u16, enhanced: Option<&str>) -> (Class, &'static str
     }
 }
 
-/// Find the first enhanced status code (`d.d.d`) in a reply text.
-pub fn enhanced_code(text: &str) -> Option<String> {
-    text.split(|c: char| c.is_whitespace() || c == ':')
-        .map(|w| w.trim_matches(|c: char| !c.is_ascii_digit()))
-        .find(|w| {
-            let parts: Vec<&str> = w.split('.').collect();
-            parts.len() == 3
-                && matches!(parts[0], "2" | "4" | "5")
-                && parts[1..]
-                    .iter()
-                    .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .map(str::to_owned)
+/// What went wrong in the SMTP dialogue, as a classified failure.
+pub fn smtp_failure(err: &SmtpError) -> Failure {
+    match err {
+        SmtpError::Refused { stage, reply } | SmtpError::Closing { stage, reply } => {
+            let detail = reply.text();
+            let code = reply.code;
+            let enhanced = enhanced_code(&detail);
+            let (class, hint) = if code == 530 && detail.contains("STARTTLS") {
+                // "Must issue a STARTTLS command first" shares 530 5.7.0 with "Authentication
+                // Required".
+                (Class::Permanent, HINT_STARTTLS_FIRST)
+            } else if *stage == Stage::Auth(Mechanism::XOAuth2) && matches!(code, 334 | 535) {
+                // Gmail refuses a token with a 334 JSON challenge, then 535 once the client
+                // has answered it: the token, not a password, is wrong.
+                (Class::Credentials, HINT_OAUTH)
+            } else {
+                classify_reply(code, enhanced.as_deref())
+            };
+            Failure {
+                class,
+                code: Some(code),
+                enhanced,
+                detail,
+                hint,
+            }
+        }
+        SmtpError::Broken { detail, .. } => Failure {
+            class: Class::Transient,
+            code: None,
+            enhanced: None,
+            detail: one_line(detail),
+            hint: HINT_CONNECT,
+        },
+        SmtpError::Unsupported { detail, need } => {
+            let (class, hint) = match need {
+                Need::StartTls => (Class::Transient, HINT_TLS),
+                Need::Login => (Class::Credentials, HINT_NO_LOGIN),
+                Need::Encoding => (Class::Permanent, HINT_REJECTED),
+            };
+            Failure {
+                class,
+                code: None,
+                enhanced: None,
+                detail: detail.clone(),
+                hint,
+            }
+        }
+    }
 }
 
-/// Classify a lettre SMTP error.
-pub fn classify(err: &lettre::transport::smtp::Error) -> Failure {
-    let detail = one_line(&crate::errors::error_chain(err));
-    if let Some(code) = err.status() {
-        let code = u16::from(code);
-        let after_code = detail.split_once("): ").map(|(_, t)| t).unwrap_or(&detail);
-        let enhanced = enhanced_code(after_code);
-        // "Must issue a STARTTLS command first" shares 530 5.7.0 with "Authentication Required".
-        let (class, hint) = if code == 530 && detail.contains("STARTTLS") {
-            (Class::Permanent, HINT_STARTTLS_FIRST)
-        } else {
-            classify_reply(code, enhanced.as_deref())
-        };
-        return Failure {
-            class,
-            code: Some(code),
-            enhanced,
-            detail: after_code.to_owned(),
-            hint,
-        };
-    }
-    let hint = if err.is_timeout() {
-        HINT_TIMEOUT
-    } else if detail.contains("certificate") {
-        // rustls' verdict arrives as an I/O error inside lettre's connection error, so it
-        // is recognised by its text ("invalid peer certificate: UnknownIssuer").
-        HINT_CERTIFICATE
-    } else if err.is_tls() {
-        HINT_TLS
-    } else if err.is_client() && detail.contains("challenge") {
-        // Gmail answers a bad XOAUTH2 token with a 334 challenge; lettre reports it as a client error.
-        HINT_OAUTH
-    } else {
-        HINT_CONNECT
-    };
+/// The server could not be reached (name lookup, TCP connect).
+pub fn connect_failure(detail: String) -> Failure {
     Failure {
-        class: if hint == HINT_OAUTH {
-            Class::Credentials
-        } else {
-            Class::Transient
-        },
+        class: Class::Transient,
         code: None,
         enhanced: None,
         detail,
-        hint,
+        hint: HINT_CONNECT,
     }
 }
 
-/// A send that did not finish in time (our own timeout around lettre's).
+/// The TLS handshake failed.
+pub fn tls_failure(detail: String) -> Failure {
+    Failure {
+        class: Class::Transient,
+        code: None,
+        enhanced: None,
+        // rustls' certificate verdicts say "certificate" (e.g. "invalid peer certificate:
+        // UnknownIssuer"); everything else is a handshake problem.
+        hint: if detail.contains("certificate") {
+            HINT_CERTIFICATE
+        } else {
+            HINT_TLS
+        },
+        detail,
+    }
+}
+
+/// A send that did not finish within `smtp.timeout`.
 pub fn timeout_failure(secs: u64) -> Failure {
     Failure {
         class: Class::Transient,

@@ -1,11 +1,16 @@
-//! The SMTP transport: one process-wide pool of logged-in sessions ([`super::session`]),
-//! TLS by port, AUTH with the app password (PLAIN/LOGIN) or an XOAUTH2 access token, and a
-//! hard timeout around every send.
+//! The SMTP transport: one process-wide pool of sessions ([`super::session`]), TLS by port,
+//! AUTH with the app password (PLAIN/LOGIN) or an XOAUTH2 access token, and a hard timeout
+//! around every send.
+//!
+//! [`Mailer::warm`] (or a [`Warmer`] handed to the pipeline) starts opening a session the
+//! moment an event is going to be mailed, so TCP, TLS and EHLO overlap the snapshot fetch
+//! and the send finds the session ready or nearly so. See `docs/smtp.md` for the round-trip
+//! budget.
 //!
 //! With `smtp.auth: oauth2` the credentials change every hour: sessions logged in with an
-//! older token are not reused. Gmail refuses a bad token with a `334` challenge that lettre
-//! reports as a client error; the send is then tried once more with a freshly refreshed
-//! token before the failure is reported.
+//! older token are not reused. Gmail refuses a bad token with a `334` challenge and then
+//! `535`; the send is then tried once more with a freshly refreshed token before the
+//! failure is reported.
 //!
 //! Each send is wrapped in `tokio::time::timeout`, which bounds the connect, the TLS
 //! handshake and every wait for a reply. At most `smtp.max_connections` sends run at once:
@@ -15,30 +20,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::{Credentials, Mechanism, DEFAULT_MECHANISMS};
-use lettre::transport::smtp::client::{Certificate, TlsParameters};
-use lettre::transport::smtp::response::Response;
 use tokio::sync::{Mutex, Semaphore};
+use tracing::warn;
 
 use super::classify::{
-    is_oauth_refusal, oauth_failure, timeout_failure, Failure, HINT_OAUTH_REFUSED,
+    is_oauth_refusal, oauth_failure, smtp_failure, timeout_failure, Failure, HINT_OAUTH_REFUSED,
 };
 use super::oauth::{OAuthError, TokenSource};
-use super::session::{Endpoint, Login as SessionLogin, Sessions};
+use super::session::{Endpoint, IdlePolicy, Login as SessionLogin, Logins, PoolStatus, Sessions};
+use super::wire::{Credentials, Outgoing, SmtpError};
 use crate::config::{AuthMethod, SmtpConfig};
 use crate::secret::Secret;
 
 /// Why the transport could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("smtp.ca_file: cannot read {path}: {source}")]
-    CaRead {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("smtp.ca_file: {path} is not a PEM certificate: {reason}")]
-    CaParse { path: String, reason: String },
     #[error("smtp: cannot set up TLS for {host}: {reason}")]
     Tls { host: String, reason: String },
     #[error(transparent)]
@@ -61,6 +59,17 @@ pub struct Mailer {
     timeout: Duration,
 }
 
+/// Starts opening an SMTP session ahead of a mail; cheap to clone and to call.
+#[derive(Clone)]
+pub struct Warmer(Mailer);
+
+impl Warmer {
+    /// See [`Mailer::warm`].
+    pub fn warm(&self) {
+        self.0.warm();
+    }
+}
+
 enum Login {
     /// App password: the same credentials for the life of the process.
     Password(Credentials),
@@ -75,76 +84,13 @@ struct OAuthLogin {
     current: Mutex<(Option<Secret>, u64)>,
 }
 
-impl Mailer {
-    pub fn new(smtp: &SmtpConfig) -> Result<Mailer, TransportError> {
-        let login = match smtp.auth {
-            AuthMethod::Password => Login::Password(Credentials::new(
-                smtp.username.clone(),
-                smtp.app_password().expose().to_owned(),
-            )),
-            AuthMethod::Oauth2 => Login::OAuth(Box::new(OAuthLogin {
-                username: smtp.username.clone(),
-                tokens: TokenSource::new(&smtp.oauth2, smtp.timeout.0)?,
-                current: Mutex::new((None, 0)),
-            })),
-        };
-        Ok(Mailer {
-            login: Arc::new(login),
-            sessions: Arc::new(Sessions::new(Self::endpoint(smtp)?)),
-            permits: Arc::new(Semaphore::new(smtp.max_connections as usize)),
-            timeout: smtp.timeout.0,
-        })
-    }
-
-    /// Host, port and TLS settings; everything but the credentials.
-    fn endpoint(smtp: &SmtpConfig) -> Result<Endpoint, TransportError> {
-        crate::tls::install_crypto_provider();
-        let mut params = TlsParameters::builder(smtp.host.clone());
-        if let Some(path) = &smtp.ca_file {
-            let pem = std::fs::read(path).map_err(|source| TransportError::CaRead {
-                path: path.display().to_string(),
-                source,
-            })?;
-            let cert = Certificate::from_pem(&pem).map_err(|e| TransportError::CaParse {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            params = params.add_root_certificate(cert);
-        }
-        let starttls = params.build_rustls().map_err(|e| TransportError::Tls {
-            host: smtp.host.clone(),
-            reason: e.to_string(),
-        })?;
-        let implicit = crate::tls::client_config(smtp.ca_file.as_deref(), "smtp.ca_file").map_err(
-            |reason| TransportError::Tls {
-                host: smtp.host.clone(),
-                reason,
-            },
-        )?;
-        Ok(Endpoint {
-            host: smtp.host.clone(),
-            port: smtp.port.0,
-            security: smtp.security(),
-            starttls,
-            implicit: Arc::new(implicit),
-        })
-    }
-
-    /// The token source, when logging in with XOAUTH2 (for `doctor`).
-    pub fn token_source(&self) -> Option<&TokenSource> {
-        match &*self.login {
-            Login::OAuth(o) => Some(&o.tokens),
-            Login::Password(_) => None,
-        }
-    }
-
+impl Login {
     /// The login to use now: for XOAUTH2, with a current (or, with `fresh`, a
     /// just-refreshed) access token and the generation of that token.
-    async fn login(&self, fresh: bool) -> Result<SessionLogin, Failure> {
-        match &*self.login {
+    async fn get(&self, fresh: bool) -> Result<SessionLogin, Failure> {
+        match self {
             Login::Password(c) => Ok(SessionLogin {
                 credentials: c.clone(),
-                mechanisms: DEFAULT_MECHANISMS,
                 generation: 0,
             }),
             Login::OAuth(o) => {
@@ -159,12 +105,110 @@ impl Mailer {
                     *current = (Some(token.clone()), current.1 + 1);
                 }
                 Ok(SessionLogin {
-                    credentials: Credentials::new(o.username.clone(), token.expose().to_owned()),
-                    mechanisms: &[Mechanism::Xoauth2],
+                    credentials: Credentials {
+                        username: o.username.clone(),
+                        secret: token,
+                        xoauth2: true,
+                    },
                     generation: current.1,
                 })
             }
         }
+    }
+}
+
+impl Logins for Login {
+    fn current(&self) -> BoxFuture<'_, Result<SessionLogin, Failure>> {
+        Box::pin(self.get(false))
+    }
+}
+
+impl Mailer {
+    pub fn new(smtp: &SmtpConfig) -> Result<Mailer, TransportError> {
+        Mailer::with_idle_policy(smtp, IdlePolicy::default())
+    }
+
+    /// A mailer that keeps idle sessions as `idle` says (tests use short intervals).
+    pub fn with_idle_policy(smtp: &SmtpConfig, idle: IdlePolicy) -> Result<Mailer, TransportError> {
+        let login = match smtp.auth {
+            AuthMethod::Password => Login::Password(Credentials {
+                username: smtp.username.clone(),
+                secret: smtp.app_password(),
+                xoauth2: false,
+            }),
+            AuthMethod::Oauth2 => Login::OAuth(Box::new(OAuthLogin {
+                username: smtp.username.clone(),
+                tokens: TokenSource::new(&smtp.oauth2, smtp.timeout.0)?,
+                current: Mutex::new((None, 0)),
+            })),
+        };
+        let max = smtp.max_connections as usize;
+        let login = Arc::new(login);
+        Ok(Mailer {
+            sessions: Sessions::new(
+                Self::endpoint(smtp)?,
+                max,
+                smtp.timeout.0,
+                idle,
+                login.clone(),
+            ),
+            login,
+            permits: Arc::new(Semaphore::new(max)),
+            timeout: smtp.timeout.0,
+        })
+    }
+
+    /// Host, port and TLS settings; everything but the credentials.
+    fn endpoint(smtp: &SmtpConfig) -> Result<Endpoint, TransportError> {
+        crate::tls::install_crypto_provider();
+        let tls = crate::tls::client_config(smtp.ca_file.as_deref(), "smtp.ca_file").map_err(
+            |reason| TransportError::Tls {
+                host: smtp.host.clone(),
+                reason,
+            },
+        )?;
+        Ok(Endpoint {
+            host: smtp.host.clone(),
+            port: smtp.port.0,
+            security: smtp.security(),
+            tls: Arc::new(tls),
+        })
+    }
+
+    /// The token source, when logging in with XOAUTH2 (for `doctor`).
+    pub fn token_source(&self) -> Option<&TokenSource> {
+        match &*self.login {
+            Login::OAuth(o) => Some(&o.tokens),
+            Login::Password(_) => None,
+        }
+    }
+
+    /// A handle for the pipeline: [`Warmer::warm`] when an event is going to be mailed.
+    pub fn warmer(&self) -> Warmer {
+        Warmer(self.clone())
+    }
+
+    /// A mail is coming: start opening a session in the background if none is kept or
+    /// being opened (and `smtp.max_connections` leaves room, and the last opening did not
+    /// fail), and keep sessions for the idle policy's `keep_for` from now. Returns at once;
+    /// the next send takes the session over, finished or not. Without a tokio runtime it
+    /// opens nothing.
+    pub fn warm(&self) {
+        self.sessions.warm();
+    }
+
+    /// What the session pool holds now.
+    pub fn status(&self) -> PoolStatus {
+        self.sessions.status()
+    }
+
+    /// Round trips spent on SMTP so far (see [`Sessions::round_trips`]).
+    pub fn round_trips(&self) -> u64 {
+        self.sessions.round_trips()
+    }
+
+    async fn login(&self, fresh: bool) -> Result<SessionLogin, Failure> {
+        self.login.get(fresh).await
     }
 
     /// Run `op` with the current login, within `smtp.timeout`; with XOAUTH2, once more with
@@ -203,21 +247,33 @@ impl Mailer {
             .acquire()
             .await
             .expect("semaphore never closed");
-        self.with_login(|login| async move { self.sessions.send(&login, envelope, bytes).await })
-            .await
-            .map(|resp| accepted(&resp))
+        let mail = Outgoing {
+            from: envelope.from().map(|a| a.to_string()).unwrap_or_default(),
+            to: envelope.to().iter().map(|a| a.to_string()).collect(),
+            body: bytes,
+        };
+        let sent = self
+            .with_login(|login| {
+                let mail = &mail;
+                async move { self.sessions.send(&login, mail).await }
+            })
+            .await?;
+        for (to, reply) in &sent.refused {
+            let f = smtp_failure(&SmtpError::Refused {
+                stage: super::wire::Stage::Rcpt,
+                reply: reply.clone(),
+            });
+            warn!(recipient = %to, "smtp: the server took the mail for the other recipients but refused {to}: {f}");
+        }
+        Ok(Accepted {
+            code: sent.reply.code,
+            text: sent.reply.text(),
+        })
     }
 
     /// Connect, TLS, EHLO and AUTH without sending anything.
     pub async fn test_connection(&self) -> Result<(), Failure> {
         self.with_login(|login| async move { self.sessions.test(&login).await })
             .await
-    }
-}
-
-fn accepted(resp: &Response) -> Accepted {
-    Accepted {
-        code: u16::from(resp.code()),
-        text: resp.message().collect::<Vec<_>>().join(" "),
     }
 }

@@ -127,6 +127,11 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// Opens sessions ahead of the mails this loop will send.
+    pub fn warmer(&self) -> crate::mail::Warmer {
+        self.mailer.warmer()
+    }
+
     /// Send until `shutdown` flips (see [`delivery::run`]).
     pub async fn run(self, stats: Arc<OutboxStats>, shutdown: watch::Receiver<bool>) {
         delivery::run(

@@ -368,7 +368,7 @@ pub(super) async fn guess_security(addrs: &[SocketAddr], timeout: Duration) -> &
 pub(super) fn failure_fact(f: &Failure) -> String {
     match f.code {
         Some(code) => {
-            // lettre joins multi-line replies; the first sentence carries the meaning.
+            // Multi-line replies arrive joined; the first sentence carries the meaning.
             let text = f
                 .detail
                 .split(" For more information")
