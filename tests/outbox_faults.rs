@@ -36,6 +36,10 @@ async fn transient_failures_are_retried_and_each_mail_arrives_once() {
     assert_eq!(unique_ids(&mails).len(), 3, "three distinct messages");
     d.wait_for_log("421 4.7.0", T).await;
     d.wait_for_log("451 4.3.0", T).await;
+    assert!(
+        r.smtp.transcript().contains("[data: dropped after"),
+        "the connection was dropped partway through a message body"
+    );
     wait_until("the spool to empty", T, || {
         spooled(&d.dir().join("spool")) == 0
     })

@@ -137,7 +137,8 @@ pub enum Fault {
     Auth(String),
     /// Sent after the final dot (or BDAT LAST) instead of 250; the message is not stored.
     DataEnd(String),
-    /// After 354, read the first line of the message, then close the socket.
+    /// Partway through the message body, close the socket: after 354, once the first line
+    /// is read; in a BDAT chunk, once half of it (at most 1 KiB) is read.
     DropMidData,
 }
 
@@ -1548,6 +1549,16 @@ impl Session {
                 .await?;
             return Ok(true);
         };
+        if let Some(Fault::DropMidData) = self.take_fault(3) {
+            let mut part = vec![0u8; (size / 2).min(1024)];
+            io.get_mut().body = true;
+            let got = io.read_exact(&mut part).await;
+            io.get_mut().body = false;
+            let n = if got.is_ok() { part.len() } else { 0 };
+            self.shared
+                .record(format!("C: [data: dropped after {n} bytes of a chunk]"));
+            return Ok(false);
+        }
         // The chunk follows the command whatever we think of it; read it first.
         let mut chunk = vec![0u8; size.min(MAX_MESSAGE_SIZE + 1)];
         io.get_mut().body = true;
