@@ -30,6 +30,6 @@ pub mod secret;
 pub mod snapshot;
 pub mod sources;
 mod state_file;
-mod text;
+pub mod text;
 pub mod tls;
 mod xml;

@@ -6,6 +6,7 @@
 mod support;
 
 mod addon;
+mod certificates;
 mod chaos;
 mod container_image;
 mod discovery;

@@ -16,6 +16,9 @@ pub enum Class {
     Transient,
     /// The login is wrong: stop sending and tell the user; retry rarely.
     Credentials,
+    /// The server's TLS certificate is not trusted: only a change of configuration
+    /// (`smtp.ca_file`, `smtp.host`) helps, so, like a refused login, stop and retry rarely.
+    Certificate,
     /// The daily sending limit is used up: pause everything, keep queuing.
     Quota,
     /// The message is too big for the server.
@@ -61,7 +64,7 @@ pub const HINT_TOO_LARGE: &str = "the message is larger than the server accepts;
 pub const HINT_TEMPORARY: &str = "the server had a temporary problem; snapmail retries";
 pub const HINT_REJECTED: &str = "the server refused this message permanently";
 pub const HINT_TLS: &str = "the TLS handshake failed: port 465 needs smtp.security: tls, port 587 needs smtp.security: starttls; a server with a private or self-signed certificate needs smtp.ca_file";
-pub const HINT_CERTIFICATE: &str = "the server's TLS certificate was refused: a server with a private or self-signed certificate needs smtp.ca_file (its CA certificate as PEM), and smtp.host must be a name the certificate is issued for";
+pub const HINT_CERTIFICATE: &str = "the server's TLS certificate was refused: a server with a private CA or a self-signed certificate needs smtp.ca_file (the CA's or the server's own certificate, as PEM), and smtp.host must be a name the certificate is issued for";
 pub const HINT_TIMEOUT: &str = "no answer within smtp.timeout: the port may be blocked by your network or ISP (try smtp.port: 465 with security: tls), or TLS and STARTTLS are mixed up";
 pub const HINT_CONNECT: &str =
     "could not reach the SMTP server: check smtp.host / smtp.port and the network";
@@ -173,13 +176,18 @@ pub fn connect_failure(detail: String) -> Failure {
 
 /// The TLS handshake failed.
 pub fn tls_failure(detail: String) -> Failure {
+    // rustls' certificate verdicts say "certificate" (e.g. "invalid peer certificate:
+    // UnknownIssuer"); everything else is a handshake problem, which may pass.
+    let certificate = detail.contains("certificate");
     Failure {
-        class: Class::Transient,
+        class: if certificate {
+            Class::Certificate
+        } else {
+            Class::Transient
+        },
         code: None,
         enhanced: None,
-        // rustls' certificate verdicts say "certificate" (e.g. "invalid peer certificate:
-        // UnknownIssuer"); everything else is a handshake problem.
-        hint: if detail.contains("certificate") {
+        hint: if certificate {
             HINT_CERTIFICATE
         } else {
             HINT_TLS

@@ -360,7 +360,9 @@ impl Sessions {
                     st.last_use = Instant::now();
                     st.reopens = 0;
                 }
-                Err(f) if f.class == Class::Credentials => st.unhealthy = true,
+                Err(f) if matches!(f.class, Class::Credentials | Class::Certificate) => {
+                    st.unhealthy = true
+                }
                 Err(_) => {}
             }
         }

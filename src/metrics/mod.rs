@@ -33,7 +33,9 @@ pub struct Metrics {
     fetch_seconds: Histogram,
     resize_seconds: Histogram,
     mqtt_connected: AtomicBool,
-    credentials_blocked: AtomicBool,
+    /// Why sending is stopped until the configuration changes (a refused login, an
+    /// untrusted certificate), for `/healthz`.
+    sending_blocked: Mutex<Option<&'static str>>,
 }
 
 /// The global metrics.
@@ -84,7 +86,7 @@ impl Metrics {
             fetch_seconds,
             resize_seconds,
             mqtt_connected: AtomicBool::new(false),
-            credentials_blocked: AtomicBool::new(false),
+            sending_blocked: Mutex::new(None),
         }
     }
 
@@ -140,8 +142,12 @@ impl Metrics {
         self.mqtt_connected.store(up, Ordering::Relaxed);
     }
 
-    pub fn set_credentials_blocked(&self, blocked: bool) {
-        self.credentials_blocked.store(blocked, Ordering::Relaxed);
+    /// Sending is stopped for `reason` (said by `/healthz`), or goes again (`None`).
+    pub fn set_sending_blocked(&self, reason: Option<&'static str>) {
+        *self
+            .sending_blocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = reason;
     }
 
     /// Export the outbox counters of `stats` (once per process).
@@ -158,10 +164,12 @@ impl Metrics {
         if !self.mqtt_connected.load(Ordering::Relaxed) {
             problems.push("the MQTT session is down (see the log for the broker's answer)");
         }
-        if self.credentials_blocked.load(Ordering::Relaxed) {
-            problems.push(
-                "sending is blocked: the SMTP server refused the login (check smtp.password)",
-            );
+        if let Some(reason) = *self
+            .sending_blocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            problems.push(reason);
         }
         if problems.is_empty() {
             Ok(())

@@ -317,7 +317,7 @@ async fn handle(
     match outcome {
         Outcome::Sent(acc) => {
             crate::metrics::metrics().smtp_reply(Some(acc.code));
-            crate::metrics::metrics().set_credentials_blocked(false);
+            crate::metrics::metrics().set_sending_blocked(None);
             // Delete only now: the server has answered 250 to the end of DATA.
             let s = spool.clone();
             let owned = id.to_owned();
@@ -402,19 +402,32 @@ async fn handle_failure(
             );
             Verdict::Retry
         }
-        Class::Credentials => {
-            OutboxStats::bump(&stats.paused_credentials);
-            crate::metrics::metrics().set_credentials_blocked(true);
+        Class::Credentials | Class::Certificate => {
+            let (what, health) = if failure.class == Class::Credentials {
+                OutboxStats::bump(&stats.paused_credentials);
+                (
+                    "LOGIN REFUSED",
+                    "sending is blocked: the SMTP server refused the login (check smtp.password)",
+                )
+            } else {
+                (
+                    "TLS CERTIFICATE REFUSED",
+                    "sending is blocked: the SMTP server's TLS certificate is not trusted (check smtp.ca_file and smtp.host)",
+                )
+            };
+            crate::metrics::metrics().set_sending_blocked(Some(health));
             if !*credentials_told {
                 error!(
-                        "outbox: LOGIN REFUSED — {failure}. Sending is paused; queued mail is kept and a login is tried again every {}",
-                        humantime::format_duration(settings.credentials_pause)
-                    );
+                    "outbox: {what} — {failure}. Sending is paused; queued mail is kept and sending is tried again every {}",
+                    humantime::format_duration(settings.credentials_pause)
+                );
                 *credentials_told = true;
             } else {
                 warn!(
-                    "outbox: login still refused ({}); next try in {}",
-                    failure.code.map(|c| c.to_string()).unwrap_or_default(),
+                    "outbox: still refused ({}); next try in {}",
+                    failure
+                        .code
+                        .map_or_else(|| failure.hint.to_owned(), |c| c.to_string()),
                     humantime::format_duration(settings.credentials_pause)
                 );
             }

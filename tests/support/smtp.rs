@@ -231,6 +231,7 @@ struct Accounts {
 pub type Binder = Arc<dyn Fn(SocketAddr) -> io::Result<std::net::TcpListener> + Send + Sync>;
 
 pub struct SmtpBuilder {
+    self_signed: bool,
     accounts: Accounts,
     starttls_port: u16,
     ip: IpAddr,
@@ -262,6 +263,13 @@ impl SmtpBuilder {
         self.idle_timeout = Some(idle);
         self
     }
+    /// Present one self-signed certificate made the ordinary way (`openssl req -x509`: it
+    /// says CA:TRUE and is its own issuer) instead of a leaf signed by a test CA; `ca_file`
+    /// then holds that certificate itself.
+    pub fn self_signed(mut self) -> Self {
+        self.self_signed = true;
+        self
+    }
     pub fn username(mut self, v: &str) -> Self {
         self.accounts.username = v.to_string();
         self
@@ -281,7 +289,11 @@ impl SmtpBuilder {
 
     pub async fn start(self) -> SmtpServer {
         super::install_crypto();
-        let certs = TestCa::generate(self.ip);
+        let certs = if self.self_signed {
+            TestCa::self_signed(self.ip)
+        } else {
+            TestCa::generate(self.ip)
+        };
         let dir = tempfile::Builder::new()
             .prefix("snapmail-smtp-")
             .tempdir()
@@ -356,6 +368,7 @@ pub async fn start() -> SmtpServer {
 impl SmtpServer {
     pub fn builder() -> SmtpBuilder {
         SmtpBuilder {
+            self_signed: false,
             accounts: Accounts {
                 username: "cam@example.com".into(),
                 app_password: "abcdefghijklmnop".into(),
@@ -537,6 +550,8 @@ struct TestCa {
     ca_der: rustls::pki_types::CertificateDer<'static>,
     leaf_der: rustls::pki_types::CertificateDer<'static>,
     leaf_key_der: Vec<u8>,
+    /// The leaf is the whole chain (self-signed).
+    chain_of_one: bool,
 }
 
 impl TestCa {
@@ -579,6 +594,30 @@ impl TestCa {
             ca_der: ca_cert.der().clone(),
             leaf_der: leaf_cert.der().clone(),
             leaf_key_der: leaf_key.serialize_der(),
+            chain_of_one: false,
+        }
+    }
+
+    /// One certificate, CA:TRUE, issued by itself for `localhost` and the server's address.
+    fn self_signed(ip: IpAddr) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".into()];
+        if !ip.is_loopback() {
+            names.push(ip.to_string());
+        }
+        let mut params = CertificateParams::new(names).expect("self-signed params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("self-sign");
+        TestCa {
+            ca_pem: cert.pem(),
+            ca_der: cert.der().clone(),
+            leaf_der: cert.der().clone(),
+            leaf_key_der: key.serialize_der(),
+            chain_of_one: true,
         }
     }
 
@@ -589,7 +628,14 @@ impl TestCa {
             .with_safe_default_protocol_versions()
             .expect("TLS versions")
             .with_no_client_auth()
-            .with_single_cert(vec![self.leaf_der.clone(), self.ca_der.clone()], key)
+            .with_single_cert(
+                if self.chain_of_one {
+                    vec![self.leaf_der.clone()]
+                } else {
+                    vec![self.leaf_der.clone(), self.ca_der.clone()]
+                },
+                key,
+            )
             .expect("server certificate");
         Arc::new(config)
     }

@@ -144,8 +144,8 @@ pub(super) async fn tls_steps(
             report.ok(
                 "smtp tls",
                 format!(
-                    "port {port} greets in plain text and upgrades with STARTTLS ({version}, certificate trusted for {}) in {} ms",
-                    smtp.host,
+                    "port {port} greets in plain text and upgrades with STARTTLS ({version}, {}) in {} ms",
+                    trust(&session, smtp),
                     t0.elapsed().as_millis()
                 ),
             );
@@ -156,6 +156,7 @@ pub(super) async fn tls_steps(
             match handshake(&tls, smtp, stream, timeout).await {
                 Ok(session) => {
                     let version = tls_version(&session);
+                    let trusted = trust(&session, smtp);
                     let mut secure = BufReader::new(session);
                     match read_reply(&mut secure, timeout).await {
                         Ok(r) if r.code == 220 => {}
@@ -179,8 +180,7 @@ pub(super) async fn tls_steps(
                     report.ok(
                         "smtp tls",
                         format!(
-                            "port {port} speaks TLS from the first byte ({version}, certificate trusted for {}) in {} ms",
-                            smtp.host,
+                            "port {port} speaks TLS from the first byte ({version}, {trusted}) in {} ms",
                             t0.elapsed().as_millis()
                         ),
                     );
@@ -445,6 +445,28 @@ pub(super) fn tls_version(s: &tokio_rustls::client::TlsStream<TcpStream>) -> Str
         .unwrap_or_else(|| "TLS".into())
 }
 
+/// How the server's certificate came to be trusted: through a CA, or because it is exactly
+/// the certificate in `smtp.ca_file` (a self-signed server).
+fn trust(s: &tokio_rustls::client::TlsStream<TcpStream>, smtp: &SmtpConfig) -> String {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let presented = s.get_ref().1.peer_certificates().and_then(|c| c.first());
+    let pinned = smtp.ca_file.as_deref().and_then(|p| std::fs::read(p).ok());
+    let is_pinned = match (presented, pinned) {
+        (Some(cert), Some(pem)) => CertificateDer::pem_slice_iter(&pem)
+            .flatten()
+            .any(|c| c.as_ref() == cert.as_ref()),
+        _ => false,
+    };
+    if is_pinned {
+        format!(
+            "the server's own certificate from smtp.ca_file, valid for {}",
+            smtp.host
+        )
+    } else {
+        format!("certificate trusted for {}", smtp.host)
+    }
+}
+
 pub(super) fn explain_tls(smtp: &SmtpConfig, e: &HandshakeFailure) -> (String, String) {
     use rustls::CertificateError as C;
     let gmail = snapmail::config::is_gmail(&smtp.host);
@@ -455,9 +477,9 @@ pub(super) fn explain_tls(smtp: &SmtpConfig, e: &HandshakeFailure) -> (String, S
             if gmail {
                 intercept.into()
             } else if smtp.ca_file.is_some() {
-                "smtp.ca_file does not hold the CA that signed this server's certificate; give the right PEM file".into()
+                "smtp.ca_file holds neither this server's own certificate nor the CA that signed it; give the right PEM file".into()
             } else {
-                "for a private or self-signed relay, set smtp.ca_file to its CA certificate (PEM)".into()
+                "for a relay with a private CA or a self-signed certificate, set smtp.ca_file to the CA's or the server's own certificate (PEM)".into()
             },
         ),
         HandshakeFailure::Certificate(C::NotValidForName)
@@ -471,6 +493,17 @@ pub(super) fn explain_tls(smtp: &SmtpConfig, e: &HandshakeFailure) -> (String, S
         | HandshakeFailure::Certificate(C::NotValidYetContext { .. }) => (
             format!("the certificate of {} is expired or not yet valid", smtp.host),
             "check this machine's clock and time zone (NTP); otherwise the server's certificate is out of date".into(),
+        ),
+        // A self-signed certificate made with `openssl req -x509` says it is a CA.
+        HandshakeFailure::Certificate(C::Other(o)) if format!("{o:?}").contains("CaUsedAsEndEntity") => (
+            format!("{} presents a self-signed certificate (a certificate that is its own CA)", smtp.host),
+            if gmail {
+                intercept.into()
+            } else if smtp.ca_file.is_some() {
+                "smtp.ca_file does not hold this server's certificate; put the server's own certificate (PEM) there".into()
+            } else {
+                "for a relay with a self-signed certificate, set smtp.ca_file to that certificate (PEM) to trust exactly it".into()
+            },
         ),
         HandshakeFailure::Certificate(other) => (
             format!("the certificate of {} was refused: {other:?}", smtp.host),
