@@ -16,6 +16,7 @@
 //! Prints one Markdown table; docs/performance.md reproduces it. The figures
 //! are wall-clock times on whatever else the machine is doing: run it on a quiet machine.
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -23,13 +24,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use common::{
+    check_pictures, machine, mqttwarn_installed, ms, tail, wait_for_count, wait_for_log, Publisher,
+    PATIENCE,
+};
 use support::daemon::{Daemon, BIN};
 use support::rig::{self, Rig};
 use support::{free_port, images, mosquitto, smtp};
 
 /// Bound on any single wait; a scenario that needs longer is broken, not slow.
-const PATIENCE: Duration = Duration::from_secs(180);
 const LATENCY_SAMPLES: usize = 300;
 const LATENCY_WARMUP: usize = 10;
 const BURST_EVENTS: usize = 1_000;
@@ -303,7 +306,7 @@ async fn latency(kind: Snapshot) -> Latencies {
             samples.push(accepted - sent);
         }
     }
-    check_pictures(smtp, kind);
+    check_pictures(smtp, kind != Snapshot::None);
     Latencies(samples)
 }
 
@@ -326,7 +329,7 @@ async fn burst(kind: Snapshot) -> f64 {
         publisher.publish(&topic, payload).await;
     }
     wait_for_count(smtp, BURST_EVENTS, &d).await;
-    check_pictures(smtp, kind);
+    check_pictures(smtp, kind != Snapshot::None);
     let last = *smtp.accepted_times().last().expect("mails arrived");
     BURST_EVENTS as f64 / (last - began).as_secs_f64()
 }
@@ -490,9 +493,6 @@ async fn mqttwarn_burst() -> f64 {
     BURST_EVENTS as f64 / (last - began).as_secs_f64()
 }
 
-// ---------------------------------------------------------------------------------------
-// Plumbing
-
 /// No cooldown, no daily budget, no digests: every event is a mail.
 const LIMITS_OFF: [(&str, &str); 4] = [
     ("SNAPMAIL__RATE_LIMIT__COOLDOWN", "0s"),
@@ -561,109 +561,10 @@ fn newest_change(path: &Path) -> std::time::SystemTime {
         .fold(own, std::cmp::Ord::max)
 }
 
-/// Waits (1 ms polls) for a log line; returns when it was seen.
-async fn wait_for_log(d: &Daemon, needle: &str) -> Instant {
-    let began = Instant::now();
-    loop {
-        if d.count_log(needle) > 0 {
-            return Instant::now();
-        }
-        assert!(
-            began.elapsed() < PATIENCE,
-            "no {needle:?} in the log:\n{}",
-            tail(d)
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-async fn wait_for_count(smtp: &smtp::SmtpServer, n: usize, d: &Daemon) {
-    let began = Instant::now();
-    while smtp.count() < n {
-        assert!(
-            began.elapsed() < PATIENCE,
-            "{} of {n} mails arrived; the log:\n{}",
-            smtp.count(),
-            tail(d)
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// Every mail carries a picture exactly when the scenario has one: a fast run that mailed
-/// without pictures would be a wrong run.
-fn check_pictures(smtp: &smtp::SmtpServer, kind: Snapshot) {
-    let with = smtp
-        .messages()
-        .iter()
-        .filter(|m| String::from_utf8_lossy(&m.data).contains("Content-Type: image/jpeg"))
-        .count();
-    let expected = if kind == Snapshot::None {
-        0
-    } else {
-        smtp.count()
-    };
-    assert_eq!(with, expected, "mails with a picture");
-}
-
-fn tail(d: &Daemon) -> String {
-    let logs = d.logs();
-    let lines: Vec<&str> = logs.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
 /// `"199 more events on cam07 since …"` → 199.
 fn digest_count(subject: &str) -> Option<usize> {
     let (n, rest) = subject.split_once(' ')?;
     rest.starts_with("more event").then(|| n.parse().ok())?
-}
-
-/// One persistent client publishing at QoS 1, its event loop polled in a task.
-struct Publisher {
-    client: AsyncClient,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Publisher {
-    async fn connect(port: u16) -> Publisher {
-        let mut opts = MqttOptions::new(format!("bench-{}", free_port()), "127.0.0.1", port);
-        opts.set_max_packet_size(16 << 20, 16 << 20);
-        opts.set_inflight(1000);
-        let (client, mut eventloop) = AsyncClient::new(opts, 1000);
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut ready = Some(ready_tx);
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        if let Some(tx) = ready.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => panic!("bench publisher lost the broker: {e}"),
-                }
-            }
-        });
-        tokio::time::timeout(PATIENCE, ready_rx)
-            .await
-            .expect("publisher connects")
-            .expect("publisher task alive");
-        Publisher { client, task }
-    }
-
-    async fn publish(&self, topic: &str, payload: Vec<u8>) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await
-            .expect("queue a publish");
-    }
-}
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// Sum of every sample of a counter on the daemon's `/metrics`.
@@ -692,13 +593,7 @@ fn status_kb(d: &Daemon, field: &str) -> u64 {
 
 /// Why the mqttwarn figure cannot be taken here, if it cannot.
 fn mqttwarn_unavailable() -> Option<String> {
-    let installed = Command::new("mqttwarn")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
+    if !mqttwarn_installed() {
         return Some("mqttwarn is not installed (pip install mqttwarn)".into());
     }
     match std::net::TcpListener::bind("127.0.0.1:25") {
@@ -712,41 +607,6 @@ fn mqttwarn_unavailable() -> Option<String> {
 fn stop(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let mosq = Command::new("mosquitto")
-        .arg("-h")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    format!(
-        "machine: {cpu}, {cores} cores; load average {}; {mosq}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    )
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 fn mb(bytes: u64) -> String {

@@ -38,6 +38,7 @@
 //! every sample with its round trips. Prints one Markdown table; docs/performance-wan.md
 //! explains it.
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -48,15 +49,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use common::{
+    check_pictures, machine, mqttwarn_installed, ms, wait_for_count, wait_for_log, Publisher,
+    PATIENCE,
+};
 use support::daemon::{Daemon, BIN};
 use support::rig::{self, Rig};
 use support::smtp::{SmtpServer, Step};
 use support::wan::Link;
-use support::{free_port, http, images, mosquitto};
+use support::{http, images, mosquitto};
 
 const ONE_WAY: Duration = Duration::from_millis(20);
-const PATIENCE: Duration = Duration::from_secs(180);
 const SPORADIC_IDLE_CLOSE: Duration = Duration::from_secs(3);
 const SPORADIC_GAP: Duration = Duration::from_millis(6_500);
 const WARM_GAP: Duration = Duration::from_secs(2);
@@ -576,7 +579,7 @@ async fn latency(link: &Link, kind: Kind, spacing: Spacing, samples: usize) -> S
             latencies.push(accepted - sent);
         }
     }
-    check_pictures(&r.smtp, kind);
+    check_pictures(&r.smtp, kind == Kind::Picture);
     let trips = count_trips(&r.smtp, link.rtt());
     if std::env::var_os("WAN_VERBOSE").is_some() {
         for (n, (latency, t)) in latencies.iter().zip(&trips[uncounted..]).enumerate() {
@@ -612,7 +615,7 @@ async fn burst(link: &Link, kind: Kind) -> Burst {
         publisher.publish(&topic, payload).await;
     }
     wait_for_count(&r.smtp, BURST_EVENTS, &d).await;
-    check_pictures(&r.smtp, kind);
+    check_pictures(&r.smtp, kind == Kind::Picture);
     let last = *r.smtp.accepted_times().iter().max().expect("mails arrived");
     Burst {
         per_s: BURST_EVENTS as f64 / (last - began).as_secs_f64(),
@@ -766,134 +769,7 @@ async fn mqttwarn_burst(link: &Link) -> Burst {
 
 /// Why the mqttwarn figures cannot be taken here, if they cannot.
 fn mqttwarn_unavailable() -> Option<String> {
-    let installed = Command::new("mqttwarn")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    (!installed).then(|| "mqttwarn is not installed (pip install mqttwarn)".into())
-}
-
-// ---------------------------------------------------------------------------------------
-// Plumbing
-
-async fn wait_for_log(d: &Daemon, needle: &str) {
-    let began = Instant::now();
-    while d.count_log(needle) == 0 {
-        assert!(
-            began.elapsed() < PATIENCE,
-            "no {needle:?} in the log:\n{}",
-            tail(d)
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-async fn wait_for_count(smtp: &SmtpServer, n: usize, d: &Daemon) {
-    let began = Instant::now();
-    while smtp.count() < n {
-        assert!(
-            began.elapsed() < PATIENCE,
-            "{} of {n} mails arrived; the log:\n{}\n--- SMTP transcript ---\n{}",
-            smtp.count(),
-            tail(d),
-            smtp.transcript()
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// Every mail carries a picture exactly when the scenario has one.
-fn check_pictures(smtp: &SmtpServer, kind: Kind) {
-    let with = smtp
-        .messages()
-        .iter()
-        .filter(|m| String::from_utf8_lossy(&m.data).contains("Content-Type: image/jpeg"))
-        .count();
-    let expected = match kind {
-        Kind::Text => 0,
-        Kind::Picture => smtp.count(),
-    };
-    assert_eq!(with, expected, "mails with a picture");
-}
-
-fn tail(d: &Daemon) -> String {
-    let logs = d.logs();
-    let lines: Vec<&str> = logs.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// One persistent client publishing at QoS 1, its event loop polled in a task.
-struct Publisher {
-    client: AsyncClient,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Publisher {
-    async fn connect(port: u16) -> Publisher {
-        let mut opts = MqttOptions::new(format!("wan-{}", free_port()), "127.0.0.1", port);
-        opts.set_max_packet_size(16 << 20, 16 << 20);
-        opts.set_inflight(1000);
-        let (client, mut eventloop) = AsyncClient::new(opts, 1000);
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut ready = Some(ready_tx);
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        if let Some(tx) = ready.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => panic!("bench publisher lost the broker: {e}"),
-                }
-            }
-        });
-        tokio::time::timeout(PATIENCE, ready_rx)
-            .await
-            .expect("publisher connects")
-            .expect("publisher task alive");
-        Publisher { client, task }
-    }
-
-    async fn publish(&self, topic: &str, payload: Vec<u8>) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await
-            .expect("queue a publish");
-    }
-}
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    format!(
-        "machine: {cpu}, {cores} cores; load average {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    )
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    (!mqttwarn_installed()).then(|| "mqttwarn is not installed (pip install mqttwarn)".into())
 }
 
 /// The Markdown table: one row per series.

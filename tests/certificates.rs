@@ -2,8 +2,10 @@
 //! (`openssl req -x509`, which marks it CA:TRUE) is trusted when that certificate is given in
 //! `smtp.ca_file`, as curl and Python's smtplib trust it; an untrusted certificate is a
 //! configuration problem that stops sending (and says so), not something to retry for a day;
-//! and `doctor` tells the cases apart.
+//! and `doctor` tells the cases apart. The same for an MQTT broker behind `mqtts://` and
+//! `mqtt.ca_file`.
 
+use crate::support::certs::TestCa;
 use crate::support::http;
 use crate::support::images;
 use crate::support::mosquitto;
@@ -104,4 +106,39 @@ async fn doctor(config: &str) -> String {
         .unwrap()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `mqtts://` to a broker with a self-signed certificate: given in `mqtt.ca_file`, the
+/// daemon connects over TLS and mails what arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_broker_certificate_given_in_mqtt_ca_file_is_trusted() {
+    let cert = TestCa::self_signed(std::net::Ipv4Addr::LOCALHOST.into());
+    let r = Rig {
+        broker: mosquitto::start_tls(&cert.chain_pem(), &cert.key_pem()),
+        smtp: smtp::start().await,
+        frigate: http::start(http::frigate(images::camera_jpeg(640, 360, 85))).await,
+    };
+    let tls_port = r.broker.tls_port.expect("TLS listener");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("broker.pem");
+    std::fs::write(&ca_file, &cert.ca_pem).unwrap();
+    let config = r.config().replacen(
+        &format!("  url: {}\n", r.broker.url()),
+        &format!(
+            "  url: mqtts://localhost:{tls_port}\n  ca_file: {}\n",
+            ca_file.display()
+        ),
+        1,
+    );
+    let d = crate::support::daemon::Daemon::start(Some(&config), &[]);
+    d.wait_for_log("mqtt: subscribed", T).await;
+    // Published on the plain listener; the daemon receives it over TLS.
+    r.frigate_event("driveway", 1).await;
+    let mails = r.smtp.wait_for_messages(1, T).await;
+    assert_eq!(mails[0].rcpt_to, vec!["me@example.com"]);
+    assert!(
+        r.broker.log().contains("snapmail-test"),
+        "the daemon connected:\n{}",
+        r.broker.log()
+    );
 }

@@ -12,11 +12,10 @@ use serde_json::Value;
 async fn read_retained(port: u16, topic: &str, want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
     let mut opts = MqttOptions::new(
         format!("reader-{}", crate::support::free_port()),
-        "127.0.0.1",
-        port,
+        ("127.0.0.1", port),
     );
     opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut el) = AsyncClient::new(opts, 10);
+    let (client, mut el) = AsyncClient::builder(opts).capacity(10).build();
     client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
     let got = tokio::time::timeout(T, async {
         loop {

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::support::certs::TestCa;
 use crate::support::http::{self, Response};
 use crate::support::rig::{self, Rig};
 use crate::support::smtp::{self, Fault, SmtpServer};
@@ -579,6 +580,56 @@ async fn mqtt_broker_not_listening_is_named() {
     );
     // SMTP was still checked in full.
     out.line("✔", "smtp auth");
+}
+
+/// `mqtts://` goes through the TLS handshake with snapmail's own rustls configuration; a
+/// self-signed broker certificate (CA:TRUE, as `openssl req -x509` makes it) stops it there
+/// with the fix in words, and once that certificate is in `mqtt.ca_file` the same broker is
+/// trusted.
+#[tokio::test]
+async fn mqtt_tls_with_a_self_signed_broker_certificate_needs_mqtt_ca_file() {
+    let cert = TestCa::self_signed(std::net::Ipv4Addr::LOCALHOST.into());
+    let broker = mosquitto::start_tls(&cert.chain_pem(), &cert.key_pem());
+    let tls_port = broker.tls_port.expect("TLS listener");
+    let rig = Rig {
+        broker,
+        smtp: smtp::start().await,
+        frigate: http::start(latest_jpg(images::camera_jpeg(640, 360, 85))).await,
+    };
+    let cfg = with(
+        &config(&rig),
+        &format!("url: {}", rig.broker.url()),
+        &format!("url: mqtts://127.0.0.1:{tls_port}"),
+    );
+    let out = doctor(&cfg, &[], &[]).await;
+    assert_ne!(out.code, 0, "{out}");
+    let mqtt = out.line("✘", "mqtt connect");
+    assert!(
+        mqtt.contains(&format!("TLS to 127.0.0.1:{tls_port} failed"))
+            && mqtt.contains("invalid peer certificate")
+            && mqtt.contains("not from a public CA: set mqtt.ca_file"),
+        "{out}"
+    );
+    // The broker's side: the client ended the handshake with a TLS alert (OpenSSL logs
+    // `sslv3 alert certificate unknown`).
+    crate::support::wait::wait_until("the broker logs the client's TLS alert", T, || {
+        let log = rig.broker.log();
+        log.contains("OpenSSL Error") && log.contains(" alert ")
+    })
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("broker.pem");
+    std::fs::write(&ca_file, &cert.ca_pem).unwrap();
+    let pinned = with(
+        &cfg,
+        "mqtt:\n",
+        &format!("mqtt:\n  ca_file: {}\n", ca_file.display()),
+    );
+    let out = doctor(&pinned, &[], &[]).await;
+    let line = out.line("✔", "mqtt connect");
+    assert!(line.contains("over TLS (trusting mqtt.ca_file)"), "{out}");
+    out.line("✔", "mqtt subscribe");
 }
 
 /// Frigate's authenticated port: `latest.jpg` only with the Bearer token `POST /api/login`

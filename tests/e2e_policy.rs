@@ -2,8 +2,6 @@
 //! Frigate-like HTTP server and the real binary. A motion storm becomes one mail plus one
 //! digest; arm/disarm over MQTT is published retained and survives a restart.
 
-use std::time::Duration;
-
 use crate::support::rig::{self, T};
 use crate::support::smtp::ReceivedMail;
 
@@ -65,9 +63,10 @@ async fn first_message(url: &str, topic: &str) -> String {
         .trim_start_matches("mqtt://")
         .rsplit_once(':')
         .expect("host:port");
-    let mut opts = rumqttc::MqttOptions::new("policy-test-reader", host, port.parse().unwrap());
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut events) = rumqttc::AsyncClient::new(opts, 10);
+    let port: u16 = port.parse().unwrap();
+    let mut opts = rumqttc::MqttOptions::new("policy-test-reader", (host, port));
+    opts.set_keep_alive(5);
+    let (client, mut events) = rumqttc::AsyncClient::builder(opts).capacity(10).build();
     client
         .subscribe(topic, rumqttc::QoS::AtLeastOnce)
         .await

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::support::mosquitto::{self, Mosquitto};
 use crate::support::wait::wait_until;
 use snapmail::event::{Event, SnapshotSource};
-use snapmail::mqtt::{self, BrokerAddress, MqttLinks, MqttSettings};
+use snapmail::mqtt::{self, MqttLinks, MqttSettings};
 use tokio::sync::{mpsc, watch};
 
 const T: Duration = Duration::from_secs(20);
@@ -68,12 +68,7 @@ async fn harness(sources: &str) -> Harness {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (_publish_tx, publish_rx) = mpsc::channel(1);
     let (connections, _) = watch::channel(0);
-    let settings = MqttSettings {
-        address: BrokerAddress::parse(&broker.url()).unwrap(),
-        embedded: None,
-        config: cfg.mqtt.clone(),
-        last_will: None,
-    };
+    let settings = MqttSettings::from_config(&cfg.mqtt).unwrap();
     tokio::spawn(mqtt::run(
         settings,
         decoders,

@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, PublishOptions, QoS};
 
 use crate::support::rig::{NEW, T};
 use crate::support::wait::wait_until;
@@ -14,15 +14,19 @@ use crate::support::wait::wait_until;
 /// Connect, publish one message with QoS 1, wait for its PUBACK, disconnect — what
 /// `mosquitto_pub` does.
 async fn publish_once(port: u16, payload: &[u8]) {
-    let opts = MqttOptions::new(format!("pub-{}", fastrand::u32(..)), "127.0.0.1", port);
-    let (client, mut events) = AsyncClient::new(opts, 4);
+    let opts = MqttOptions::new(format!("pub-{}", fastrand::u32(..)), ("127.0.0.1", port));
+    let (client, mut events) = AsyncClient::builder(opts).capacity(4).build();
     let mut published = false;
     tokio::time::timeout(T, async {
         loop {
             match events.poll().await.expect("the embedded broker answers") {
                 Event::Incoming(Packet::ConnAck(_)) if !published => {
                     client
-                        .publish("frigate/events", QoS::AtLeastOnce, false, payload.to_vec())
+                        .publish(
+                            "frigate/events",
+                            payload.to_vec(),
+                            PublishOptions::new(QoS::AtLeastOnce),
+                        )
                         .await
                         .unwrap();
                     published = true;

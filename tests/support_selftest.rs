@@ -57,14 +57,13 @@ async fn subscriber(
 ) -> tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish> {
     let mut opts = rumqttc::MqttOptions::new(
         format!("selftest-sub-{}", std::process::id()),
-        "127.0.0.1",
-        port,
+        ("127.0.0.1", port),
     );
     opts.set_max_packet_size(64 << 20, 64 << 20);
     if let Some((u, p)) = credentials {
-        opts.set_credentials(u, p);
+        opts.set_credentials(u, p.to_owned());
     }
-    let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 10);
+    let (client, mut eventloop) = rumqttc::AsyncClient::builder(opts).capacity(10).build();
     client
         .subscribe(topic, rumqttc::QoS::AtLeastOnce)
         .await
@@ -158,8 +157,8 @@ async fn mosquitto_with_users_refuses_anonymous_clients() {
     broker.publish("a/b", b"hi", false).await; // publishes as the first user
     assert_eq!(&next_publish(&mut rx).await.payload[..], b"hi");
 
-    let opts = rumqttc::MqttOptions::new("anon", "127.0.0.1", broker.port);
-    let (_client, mut eventloop) = rumqttc::AsyncClient::new(opts, 10);
+    let opts = rumqttc::MqttOptions::new("anon", ("127.0.0.1", broker.port));
+    let (_client, mut eventloop) = rumqttc::AsyncClient::builder(opts).capacity(10).build();
     let err = tokio::time::timeout(T, eventloop.poll())
         .await
         .expect("timed out waiting for the broker's answer")

@@ -278,6 +278,7 @@ fn resolve_secrets(cfg: &mut Config, problems: &mut Vec<ConfigError>) {
     if cfg.mqtt.url.as_deref() == Some("") {
         cfg.mqtt.url = None;
     }
+    unset_if_empty(&mut cfg.mqtt.ca_file);
     if let Some(smtp) = cfg.smtp.as_mut() {
         keep(secret_from_file(
             "smtp.password",
@@ -298,14 +299,26 @@ fn resolve_secrets(cfg: &mut Config, problems: &mut Vec<ConfigError>) {
         if smtp.from.as_deref() == Some("") {
             smtp.from = None;
         }
-        if smtp
-            .ca_file
-            .as_ref()
-            .is_some_and(|p| p.as_os_str().is_empty())
-        {
-            smtp.ca_file = None;
-        }
+        unset_if_empty(&mut smtp.ca_file);
     }
+}
+
+/// An empty path (what a form such as the add-on's options leaves) means the key is unset.
+fn unset_if_empty(path: &mut Option<PathBuf>) {
+    if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        *path = None;
+    }
+}
+
+/// A `ca_file` key names a file that exists (its contents are judged where it is used).
+fn ca_file_exists(key: &str, path: &Option<PathBuf>) -> Option<String> {
+    let path = path.as_ref()?;
+    (!path.exists()).then(|| {
+        format!(
+            "{key}: {} does not exist; give the path of a PEM certificate or remove the key",
+            path.display()
+        )
+    })
 }
 
 /// The checks that need nothing but the configuration itself, every one of them: what only
@@ -322,6 +335,9 @@ fn validate(cfg: &Config, problems: &mut Vec<ConfigError>) {
     }
     if cfg.mqtt.client_id.trim().is_empty() {
         fail("mqtt.client_id: must not be empty".into());
+    }
+    if let Some(wrong) = ca_file_exists("mqtt.ca_file", &cfg.mqtt.ca_file) {
+        fail(wrong);
     }
     if let Some(smtp) = &cfg.smtp {
         if smtp.host.trim().is_empty() {
@@ -345,13 +361,8 @@ fn validate(cfg: &Config, problems: &mut Vec<ConfigError>) {
                 fail(format!("smtp.password: {wrong}"));
             }
         }
-        if let Some(ca) = &smtp.ca_file {
-            if !ca.exists() {
-                fail(format!(
-                    "smtp.ca_file: {} does not exist; give the path of a PEM certificate or remove the key",
-                    ca.display()
-                ));
-            }
+        if let Some(wrong) = ca_file_exists("smtp.ca_file", &smtp.ca_file) {
+            fail(wrong);
         }
         if smtp.max_connections == 0 {
             fail("smtp.max_connections: must be at least 1".into());

@@ -125,6 +125,9 @@ pub struct MqttConfig {
     pub keep_alive: HumanDuration,
     /// Largest MQTT packet accepted (rumqttc's default of 10 KiB is far too small for snapshots).
     pub max_packet_bytes: usize,
+    /// PEM certificates to trust for `mqtts://` besides the public CAs: a private CA, or the
+    /// broker's own self-signed certificate.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for MqttConfig {
@@ -140,6 +143,7 @@ impl Default for MqttConfig {
             clean_session: true,
             keep_alive: HumanDuration::secs(30),
             max_packet_bytes: 16 * 1024 * 1024,
+            ca_file: None,
         }
     }
 }

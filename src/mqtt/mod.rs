@@ -12,7 +12,9 @@ pub(crate) mod broker;
 pub(crate) mod connection;
 
 pub use address::BrokerAddress;
-pub use connection::{client_options, run, MqttLinks, MqttSettings};
+pub use connection::{
+    certificate_refused, client_options, run, MqttLinks, MqttSettings, HINT_CERTIFICATE,
+};
 
 use crate::event::{Control, Event};
 

@@ -2,6 +2,7 @@
 //! images, and a handle on the `snapmail` binary.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod daemon;
 pub mod http;
 pub mod images;

@@ -8,13 +8,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, PublishOptions, QoS};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Mosquitto {
     pub port: u16,
+    /// A second listener speaking TLS (`mqtts://`), when started with [`start_tls`].
+    pub tls_port: Option<u16>,
     child: Option<Child>,
     dir: tempfile::TempDir,
     conf: PathBuf,
@@ -25,7 +27,13 @@ pub struct Mosquitto {
 
 /// A broker that accepts anonymous clients.
 pub fn start() -> Mosquitto {
-    Mosquitto::launch(&[])
+    Mosquitto::launch(&[], None)
+}
+
+/// A broker that accepts anonymous clients on its plain port and, on `tls_port`, over TLS
+/// presenting `chain_pem` (leaf first) with `key_pem`.
+pub fn start_tls(chain_pem: &str, key_pem: &str) -> Mosquitto {
+    Mosquitto::launch(&[], Some((chain_pem, key_pem)))
 }
 
 /// A broker that only accepts the given username/password pairs.
@@ -34,7 +42,7 @@ pub fn start_with_users(users: &[(&str, &str)]) -> Mosquitto {
         !users.is_empty(),
         "start_with_users needs at least one user"
     );
-    Mosquitto::launch(users)
+    Mosquitto::launch(users, None)
 }
 
 fn find_program(name: &str, fallbacks: &[&str]) -> Option<PathBuf> {
@@ -50,7 +58,7 @@ fn find_program(name: &str, fallbacks: &[&str]) -> Option<PathBuf> {
 use super::free_port;
 
 impl Mosquitto {
-    fn launch(users: &[(&str, &str)]) -> Mosquitto {
+    fn launch(users: &[(&str, &str)], tls: Option<(&str, &str)>) -> Mosquitto {
         let bin = find_program(
             "mosquitto",
             &["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"],
@@ -79,11 +87,24 @@ impl Mosquitto {
             write_password_file(&passwd, users);
             conf.push_str(&format!("password_file {}\n", passwd.display()));
         }
+        let tls_port = tls.map(|(chain, key)| {
+            let port = free_port();
+            let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            fs::write(&cert_path, chain).expect("write cert.pem");
+            fs::write(&key_path, key).expect("write key.pem");
+            conf.push_str(&format!(
+                "listener {port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+                cert_path.display(),
+                key_path.display()
+            ));
+            port
+        });
         let conf_path = dir.path().join("mosquitto.conf");
         fs::write(&conf_path, conf).expect("write mosquitto.conf");
 
         let mut broker = Mosquitto {
             port,
+            tls_port,
             child: None,
             dir,
             conf: conf_path,
@@ -114,7 +135,6 @@ impl Mosquitto {
             .unwrap_or_else(|e| panic!("failed to run {}: {e}", self.bin.display()));
         self.child = Some(child);
 
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let child = self.child.as_mut().expect("child just spawned");
@@ -128,7 +148,14 @@ impl Mosquitto {
                     self.log()
                 );
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            let listening = |port: u16| {
+                TcpStream::connect_timeout(
+                    &SocketAddr::from(([127, 0, 0, 1], port)),
+                    Duration::from_millis(200),
+                )
+                .is_ok()
+            };
+            if listening(self.port) && self.tls_port.is_none_or(listening) {
                 return;
             }
             if Instant::now() >= deadline {
@@ -242,17 +269,21 @@ async fn publish_with(
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        let mut opts = MqttOptions::new(id, ("127.0.0.1", port));
         opts.set_max_packet_size(64 << 20, 64 << 20);
-        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_keep_alive(30);
         if let Some((user, pass)) = creds {
-            opts.set_credentials(user, pass);
+            opts.set_credentials(user, pass.to_owned());
         }
-        let (client, mut eventloop) = AsyncClient::new(opts, 10);
+        let (client, mut eventloop) = AsyncClient::builder(opts).capacity(10).build();
         let mut seen: Vec<String> = Vec::new();
         let exchange = async {
             client
-                .publish(topic, QoS::AtLeastOnce, retain, payload.to_vec())
+                .publish(
+                    topic,
+                    payload.to_vec(),
+                    PublishOptions::new(QoS::AtLeastOnce).retain(retain),
+                )
                 .await
                 .map_err(|e| format!("queueing the publish failed: {e}"))?;
             loop {

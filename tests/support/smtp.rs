@@ -34,6 +34,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
+use super::certs::TestCa;
+
 /// Gmail's advertised SIZE limit; larger messages get 552 5.3.4.
 pub const MAX_MESSAGE_SIZE: usize = 35_882_577;
 const HOST: &str = "smtp.test.invalid";
@@ -540,105 +542,6 @@ async fn drain(mut stream: TcpStream) {
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     // A panicking connection task must not hide the recording from the test.
     state.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-// ---------------------------------------------------------------------------------------
-// Certificates
-
-struct TestCa {
-    ca_pem: String,
-    ca_der: rustls::pki_types::CertificateDer<'static>,
-    leaf_der: rustls::pki_types::CertificateDer<'static>,
-    leaf_key_der: Vec<u8>,
-    /// The leaf is the whole chain (self-signed).
-    chain_of_one: bool,
-}
-
-impl TestCa {
-    fn generate(ip: IpAddr) -> TestCa {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-            KeyPair, KeyUsagePurpose,
-        };
-        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "snapmail test CA");
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_key = KeyPair::generate().expect("CA key");
-        let ca_cert = ca.self_signed(&ca_key).expect("self-sign CA");
-        let issuer = Issuer::new(ca, ca_key);
-
-        let mut names = vec!["localhost".to_string(), "127.0.0.1".into()];
-        if !ip.is_loopback() {
-            names.push(ip.to_string());
-        }
-        let mut leaf = CertificateParams::new(names).expect("leaf params");
-        leaf.distinguished_name
-            .push(DnType::CommonName, "localhost");
-        leaf.is_ca = IsCa::NoCa;
-        leaf.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf_key = KeyPair::generate().expect("leaf key");
-        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("sign leaf");
-
-        TestCa {
-            ca_pem: ca_cert.pem(),
-            ca_der: ca_cert.der().clone(),
-            leaf_der: leaf_cert.der().clone(),
-            leaf_key_der: leaf_key.serialize_der(),
-            chain_of_one: false,
-        }
-    }
-
-    /// One certificate, CA:TRUE, issued by itself for `localhost` and the server's address.
-    fn self_signed(ip: IpAddr) -> TestCa {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-        let mut names = vec!["localhost".to_string(), "127.0.0.1".into()];
-        if !ip.is_loopback() {
-            names.push(ip.to_string());
-        }
-        let mut params = CertificateParams::new(names).expect("self-signed params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let key = KeyPair::generate().expect("key");
-        let cert = params.self_signed(&key).expect("self-sign");
-        TestCa {
-            ca_pem: cert.pem(),
-            ca_der: cert.der().clone(),
-            leaf_der: cert.der().clone(),
-            leaf_key_der: key.serialize_der(),
-            chain_of_one: true,
-        }
-    }
-
-    fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(self.leaf_key_der.clone().into());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_no_client_auth()
-            .with_single_cert(
-                if self.chain_of_one {
-                    vec![self.leaf_der.clone()]
-                } else {
-                    vec![self.leaf_der.clone(), self.ca_der.clone()]
-                },
-                key,
-            )
-            .expect("server certificate");
-        Arc::new(config)
-    }
 }
 
 // ---------------------------------------------------------------------------------------

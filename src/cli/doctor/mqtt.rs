@@ -1,7 +1,7 @@
 //! The MQTT step: connect to the broker the daemon would use, subscribe to its topics and
 //! listen for a while, decoding what arrives with the daemon's own decoders.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rumqttc::{AsyncClient, ConnectionError, Event as MqttEvent, Packet, QoS};
 use snapmail::mqtt::{Decoded, Message};
@@ -28,10 +28,10 @@ pub(super) async fn mqtt_steps(plan: &Plan, args: &DoctorArgs, report: &mut Repo
     let cfg = &config.mqtt;
     // A client id of its own, so the check does not push a running snapmail off the broker.
     let client_id = format!("{}-doctor-{}", cfg.client_id, std::process::id());
-    let mut opts = snapmail::mqtt::client_options(cfg, &addr, client_id);
-    opts.set_keep_alive(Duration::from_secs(30));
+    let mut opts = snapmail::mqtt::client_options(&plan.mqtt, client_id);
+    opts.set_keep_alive(30);
     opts.set_clean_session(true);
-    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    let (client, mut eventloop) = AsyncClient::builder(opts).capacity(16).build();
     let t0 = Instant::now();
     let broker = format!("{}:{}", addr.host, addr.port);
     let connected = tokio::time::timeout(args.timeout, async {
@@ -49,16 +49,21 @@ pub(super) async fn mqtt_steps(plan: &Plan, args: &DoctorArgs, report: &mut Repo
         .as_deref()
         .map(|u| format!(" as {u}"))
         .unwrap_or_else(|| " without a login".into());
+    let tls = match (addr.tls, &cfg.ca_file) {
+        (true, Some(_)) => " over TLS (trusting mqtt.ca_file)",
+        (true, None) => " over TLS",
+        (false, _) => "",
+    };
     match connected {
         Ok(Ok(())) => report.ok(
             "mqtt connect",
             format!(
-                "connected to {broker}{who} in {} ms",
+                "connected to {broker}{who}{tls} in {} ms",
                 t0.elapsed().as_millis()
             ),
         ),
         Ok(Err(e)) => {
-            let (fact, fix) = explain_mqtt(&e, &broker, url);
+            let (fact, fix) = explain_mqtt(&e, &broker, url, cfg.ca_file.is_some());
             report.fail("mqtt connect", fact, fix);
             return;
         }
@@ -148,15 +153,19 @@ pub(super) async fn mqtt_steps(plan: &Plan, args: &DoctorArgs, report: &mut Repo
                 return;
             }
         };
+        // The client refuses a topic that is not UTF-8 before it gets here.
+        let Ok(topic) = std::str::from_utf8(&p.topic) else {
+            continue;
+        };
         seen += 1;
         let msg = Message {
-            topic: &p.topic,
+            topic,
             payload: &p.payload,
             retained: p.retain,
         };
         let retained = if p.retain { " (retained)" } else { "" };
         for (decoder, f) in decoders.iter_mut().zip(&filters) {
-            if !snapmail::mqtt::matches_any(&p.topic, f) {
+            if !snapmail::mqtt::matches_any(topic, f) {
                 continue;
             }
             let verdict = match decoder.decode(msg) {
@@ -175,7 +184,7 @@ pub(super) async fn mqtt_steps(plan: &Plan, args: &DoctorArgs, report: &mut Repo
                 Decoded::Control(c) => format!("{}: control command {c:?}", decoder.kind()),
             };
             if seen <= 50 {
-                report.info("mqtt message", format!("{}{retained}: {verdict}", p.topic));
+                report.info("mqtt message", format!("{topic}{retained}: {verdict}"));
             }
         }
     }
@@ -197,7 +206,12 @@ pub(super) async fn mqtt_steps(plan: &Plan, args: &DoctorArgs, report: &mut Repo
     }
 }
 
-pub(super) fn explain_mqtt(e: &ConnectionError, broker: &str, url: &str) -> (String, String) {
+pub(super) fn explain_mqtt(
+    e: &ConnectionError,
+    broker: &str,
+    url: &str,
+    ca_file: bool,
+) -> (String, String) {
     use rumqttc::ConnectReturnCode as C;
     match e {
         ConnectionError::ConnectionRefused(C::BadUserNamePassword)
@@ -213,9 +227,17 @@ pub(super) fn explain_mqtt(e: &ConnectionError, broker: &str, url: &str) -> (Str
             format!("nothing listens on {broker} (connection refused)"),
             format!("check mqtt.url ({url}) and that the broker is running"),
         ),
+        e @ ConnectionError::Tls(t) if snapmail::mqtt::certificate_refused(e) => (
+            format!("TLS to {broker} failed: {t}"),
+            if ca_file {
+                "mqtt.ca_file holds neither the broker's own certificate nor the CA that signed it, or the host in mqtt.url is not a name the certificate is issued for; give the right PEM file".into()
+            } else {
+                "the broker's certificate is not from a public CA: set mqtt.ca_file to its CA's or its own (self-signed) certificate, as PEM".into()
+            },
+        ),
         ConnectionError::Tls(t) => (
             format!("TLS to {broker} failed: {t}"),
-            "mqtts:// needs a broker certificate from a public CA; use mqtt://host:1883 for a plain broker".into(),
+            format!("mqtts:// needs the broker's TLS listener (often port 8883); check mqtt.url ({url}), or use mqtt://host:1883 for a plain one"),
         ),
         other => (
             format!("cannot connect to {broker}: {other}"),
