@@ -21,16 +21,15 @@ mod common;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    check_pictures, machine, mqttwarn_installed, ms, tail, wait_for_count, wait_for_log, Publisher,
-    PATIENCE,
+    check_pictures, machine, mqttwarn_installed, ms, tail, wait_for_count, wait_for_log, Mqttwarn,
+    Publisher, PATIENCE,
 };
 use support::daemon::{Daemon, BIN};
 use support::rig::{self, Rig};
-use support::{free_port, images, mosquitto, smtp};
+use support::{free_port, images, smtp};
 
 /// Bound on any single wait; a scenario that needs longer is broken, not slow.
 const LATENCY_SAMPLES: usize = 300;
@@ -431,65 +430,23 @@ async fn storm() -> Storm {
     }
 }
 
-/// The same burst, text only, through mqttwarn's smtp service: the same broker build and
-/// SMTP server, mqttwarn's defaults otherwise (one worker, one SMTP session per mail).
-///
-/// The SMTP server listens on port 25: smtplib sends `server` (`host:port`) as the TLS
-/// server name, which rustls refuses as not a DNS name, so mqttwarn gets a bare `localhost`.
+/// The same burst, text only, through mqttwarn's smtp service ([`Mqttwarn`]): the same
+/// broker build and SMTP server.
 async fn mqttwarn_burst() -> f64 {
-    let broker = mosquitto::start();
-    let smtp = smtp::SmtpServer::builder().starttls_port(25).start().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ini = dir.path().join("mqttwarn.ini");
-    std::fs::write(
-        &ini,
-        format!(
-            "[defaults]\nhostname = '127.0.0.1'\nport = {mqtt}\nclientid = 'mqttwarn-bench'\n\
-             loglevel = WARNING\nlaunch = smtp\n\n\
-             [config:smtp]\nserver = 'localhost'\nsender = 'cam@example.com'\n\
-             username = 'cam@example.com'\npassword = 'abcdefghijklmnop'\nstarttls = True\n\
-             targets = {{'me': ['me@example.com']}}\n\n\
-             [bench/+]\ntargets = smtp:me\ntitle = {{topic}}\nformat = {{payload}}\n",
-            mqtt = broker.port,
-        ),
+    let m = Mqttwarn::start(
+        smtp::SmtpServer::builder().starttls_port(25).start().await,
+        "localhost",
     )
-    .expect("write mqttwarn.ini");
-    let log = std::fs::File::create(dir.path().join("mqttwarn.log")).expect("log file");
-    let mut child = Command::new("mqttwarn")
-        .arg(format!("--config-file={}", ini.display()))
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log handle"))
-        .stderr(log)
-        .spawn()
-        .expect("run mqttwarn");
-    let began = Instant::now();
-    while !broker.log().contains("Sending SUBACK to mqttwarn-bench") {
-        assert!(
-            began.elapsed() < PATIENCE && child.try_wait().ok().flatten().is_none(),
-            "mqttwarn did not subscribe:\n{}",
-            std::fs::read_to_string(dir.path().join("mqttwarn.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let publisher = Publisher::connect(broker.port).await;
+    .await;
+    let publisher = Publisher::connect(m.broker.port).await;
     let (_, event) = scenario(Snapshot::None);
     let began = Instant::now();
     for n in 0..BURST_EVENTS {
         let (topic, payload) = event(&format!("cam{:03}", n % BURST_CAMERAS), n, &[]);
         publisher.publish(&topic, payload).await;
     }
-    while smtp.count() < BURST_EVENTS {
-        assert!(
-            began.elapsed() < PATIENCE,
-            "mqttwarn mailed {} of {BURST_EVENTS}:\n{}",
-            smtp.count(),
-            std::fs::read_to_string(dir.path().join("mqttwarn.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let last = *smtp.accepted_times().last().expect("mails arrived");
-    stop(&mut child);
+    m.wait_for(BURST_EVENTS).await;
+    let last = *m.smtp.accepted_times().iter().max().expect("mails arrived");
     BURST_EVENTS as f64 / (last - began).as_secs_f64()
 }
 
@@ -602,11 +559,6 @@ fn mqttwarn_unavailable() -> Option<String> {
             "cannot listen on 127.0.0.1:25 for it ({e}); run as root"
         )),
     }
-}
-
-fn stop(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn mb(bytes: u64) -> String {

@@ -22,7 +22,9 @@ mod images;
 
 use std::path::{Path, PathBuf};
 
-use fast_image_resize as fr;
+#[path = "common/lanczos.rs"]
+mod reference;
+use reference::lanczos;
 use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
 
 const WIDTH: u32 = 1280;
@@ -287,20 +289,6 @@ fn camera_frame_from(path: &Path) -> Option<Vec<u8>> {
         format: PixelFormat::RGB,
     })
     .ok()
-}
-
-fn lanczos(rgb: &[u8], w: u32, h: u32, tw: u32, th: u32) -> Vec<u8> {
-    let src = fr::images::ImageRef::new(w, h, rgb, fr::PixelType::U8x3).expect("image");
-    let mut dst = fr::images::Image::new(tw, th, fr::PixelType::U8x3);
-    fr::Resizer::new()
-        .resize(
-            &src,
-            &mut dst,
-            &fr::ResizeOptions::new()
-                .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3)),
-        )
-        .expect("resize");
-    dst.into_vec()
 }
 
 /// BT.601 luma, as JPEG stores it.

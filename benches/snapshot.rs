@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use fast_image_resize as fr;
+#[path = "common/lanczos.rs"]
+mod reference;
+use reference::lanczos;
 use snapmail::snapshot::image::{fit, thumbnail, Limits, ResizeSpec};
 
 const QUALITY: u8 = 80;
@@ -409,20 +411,6 @@ fn decode_rgb(jpeg: &[u8]) -> Vec<u8> {
     turbojpeg::decompress(jpeg, turbojpeg::PixelFormat::RGB)
         .expect("decode")
         .pixels
-}
-
-fn lanczos(rgb: &[u8], w: u32, h: u32, tw: u32, th: u32) -> Vec<u8> {
-    let src = fr::images::ImageRef::new(w, h, rgb, fr::PixelType::U8x3).expect("image");
-    let mut dst = fr::images::Image::new(tw, th, fr::PixelType::U8x3);
-    fr::Resizer::new()
-        .resize(
-            &src,
-            &mut dst,
-            &fr::ResizeOptions::new()
-                .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3)),
-        )
-        .expect("resize");
-    dst.into_vec()
 }
 
 fn psnr(a: &[u8], b: &[u8]) -> f64 {

@@ -45,13 +45,12 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{
-    check_pictures, machine, mqttwarn_installed, ms, wait_for_count, wait_for_log, Publisher,
-    PATIENCE,
+    check_pictures, machine, mqttwarn_installed, ms, wait_for_count, wait_for_log, Mqttwarn,
+    Publisher,
 };
 use support::daemon::{Daemon, BIN};
 use support::rig::{self, Rig};
@@ -288,7 +287,6 @@ async fn body_rounds(link: &Link) {
 
 /// A hand-driven pipelining SMTP client for [`body_rounds`].
 mod raw {
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use base64::engine::general_purpose::STANDARD as B64;
@@ -314,22 +312,9 @@ mod raw {
             reply(&mut plain).await;
             command(&mut plain, "EHLO bench.example\r\n", 1).await;
             command(&mut plain, "STARTTLS\r\n", 1).await;
-            let mut roots = rustls::RootCertStore::empty();
-            let der = B64
-                .decode(
-                    server
-                        .ca_pem
-                        .lines()
-                        .filter(|l| !l.starts_with("-----"))
-                        .collect::<String>(),
-                )
-                .expect("CA base64");
-            roots.add(der.into()).expect("CA");
-            let config = rustls::ClientConfig::builder()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
             let name = rustls::pki_types::ServerName::from(server.ip);
-            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            let tls = server
+                .tls_connector()
                 .connect(name, plain.into_inner())
                 .await
                 .expect("TLS");
@@ -638,89 +623,20 @@ fn median_size(smtp: &SmtpServer) -> usize {
 // ---------------------------------------------------------------------------------------
 // mqttwarn
 
-/// mqttwarn's smtp service against a Gmail-like server on port 25 across the link: smtplib
-/// takes no port apart from the host (`server = 'host:port'` ends up as the TLS name), and
-/// an IP address is sent without one, which the server accepts.
-struct Mqttwarn {
-    broker: mosquitto::Mosquitto,
-    smtp: SmtpServer,
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Mqttwarn {
-    async fn start(link: &Link) -> Mqttwarn {
-        let broker = mosquitto::start();
-        let smtp = SmtpServer::builder()
-            .listen_on(IpAddr::V4(link.far()), link.binder())
-            .starttls_port(25)
-            .start()
-            .await;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ini = dir.path().join("mqttwarn.ini");
-        std::fs::write(
-            &ini,
-            format!(
-                "[defaults]\nhostname = '127.0.0.1'\nport = {mqtt}\nclientid = 'mqttwarn-wan'\n\
-                 loglevel = WARNING\nlaunch = smtp\n\n\
-                 [config:smtp]\nserver = '{far}'\nsender = 'cam@example.com'\n\
-                 username = 'cam@example.com'\npassword = 'abcdefghijklmnop'\nstarttls = True\n\
-                 targets = {{'me': ['me@example.com']}}\n\n\
-                 [bench/+]\ntargets = smtp:me\ntitle = {{topic}}\nformat = {{payload}}\n",
-                mqtt = broker.port,
-                far = link.far(),
-            ),
-        )
-        .expect("write mqttwarn.ini");
-        let log = std::fs::File::create(dir.path().join("mqttwarn.log")).expect("log file");
-        let mut child = Command::new("mqttwarn")
-            .arg(format!("--config-file={}", ini.display()))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("run mqttwarn");
-        let began = Instant::now();
-        while !broker.log().contains("Sending SUBACK to mqttwarn-wan") {
-            assert!(
-                began.elapsed() < PATIENCE && child.try_wait().ok().flatten().is_none(),
-                "mqttwarn did not subscribe:\n{}",
-                std::fs::read_to_string(dir.path().join("mqttwarn.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Mqttwarn {
-            broker,
-            smtp,
-            child,
-            dir,
-        }
-    }
-
-    async fn wait_for(&self, n: usize) {
-        let began = Instant::now();
-        while self.smtp.count() < n {
-            assert!(
-                began.elapsed() < PATIENCE,
-                "mqttwarn mailed {} of {n}:\n{}",
-                self.smtp.count(),
-                std::fs::read_to_string(self.dir.path().join("mqttwarn.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-}
-
-impl Drop for Mqttwarn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// mqttwarn mailing across the link to a second Gmail-like server on port 25 of the far end
+/// (an IP address as the server, which smtplib sends without a TLS server name; the server
+/// accepts that).
+async fn start_mqttwarn(link: &Link) -> Mqttwarn {
+    let smtp = SmtpServer::builder()
+        .listen_on(IpAddr::V4(link.far()), link.binder())
+        .starttls_port(25)
+        .start()
+        .await;
+    Mqttwarn::start(smtp, &link.far().to_string()).await
 }
 
 async fn mqttwarn_latency(link: &Link, samples: usize) -> Series {
-    let m = Mqttwarn::start(link).await;
+    let m = start_mqttwarn(link).await;
     let publisher = Publisher::connect(m.broker.port).await;
     let mut latencies = Vec::new();
     let mut next = Instant::now();
@@ -746,7 +662,7 @@ async fn mqttwarn_latency(link: &Link, samples: usize) -> Series {
 }
 
 async fn mqttwarn_burst(link: &Link) -> Burst {
-    let m = Mqttwarn::start(link).await;
+    let m = start_mqttwarn(link).await;
     let publisher = Publisher::connect(m.broker.port).await;
     let began = Instant::now();
     for n in 0..BURST_EVENTS {

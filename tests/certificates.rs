@@ -6,6 +6,7 @@
 //! `mqtt.ca_file`.
 
 use crate::support::certs::TestCa;
+use crate::support::cli::doctor;
 use crate::support::http;
 use crate::support::images;
 use crate::support::mosquitto;
@@ -63,7 +64,7 @@ async fn an_untrusted_certificate_stops_sending_until_the_configuration_changes(
 async fn doctor_tells_a_pinned_self_signed_certificate_from_an_untrusted_one() {
     let r = rig(SmtpServer::builder().self_signed().start().await).await;
     let config = format!("{}cameras:\n  driveway: {{}}\n", r.config());
-    let out = doctor(&config).await;
+    let out = doctor(&config, &[], &[]).await.stdout;
     assert!(
         out.contains("✔ smtp tls")
             && out.contains("the server's own certificate from smtp.ca_file, valid for localhost"),
@@ -73,7 +74,7 @@ async fn doctor_tells_a_pinned_self_signed_certificate_from_an_untrusted_one() {
     // Without the certificate the same server is refused, with the fix.
     let without = config.replace(&format!("  ca_file: {}\n", r.smtp.ca_file.display()), "");
     assert_ne!(without, config);
-    let out = doctor(&without).await;
+    let out = doctor(&without, &[], &[]).await.stdout;
     let line = out
         .lines()
         .find(|l| l.starts_with("✘ smtp tls"))
@@ -83,29 +84,6 @@ async fn doctor_tells_a_pinned_self_signed_certificate_from_an_untrusted_one() {
             && line.contains("set smtp.ca_file to that certificate"),
         "{out}"
     );
-}
-
-async fn doctor(config: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, config).unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_snapmail"));
-    cmd.current_dir(dir.path())
-        .args(["--config"])
-        .arg(&path)
-        .args(["doctor", "--listen", "1s", "--timeout", "2s"])
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("SNAPMAIL_") {
-            cmd.env_remove(key);
-        }
-    }
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `mqtts://` to a broker with a self-signed certificate: given in `mqtt.ca_file`, the

@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::support::http::{self, HttpServer, Response};
 use crate::support::smtp::{self, SmtpServer};
@@ -214,41 +213,15 @@ async fn secrets_come_from_files_and_missing_ones_name_the_key() {
     assert!(e.contains("scope"), "{e}");
 }
 
-/// `snapmail doctor` on an XOAUTH2 config.
-async fn doctor(config: String) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, config).unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_snapmail"));
-    cmd.arg("--config")
-        .arg(&path)
-        .args(["doctor", "--listen", "1s", "--timeout", "2s"])
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("SNAPMAIL_") {
-            cmd.env_remove(key);
-        }
-    }
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || cmd.output()),
-    )
-    .await
-    .expect("doctor finished in time")
-    .unwrap()
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    (out.status.code().unwrap_or(-1), text)
-}
-
 #[tokio::test]
 async fn doctor_checks_the_xoauth2_path() {
     let smtp = smtp::start().await;
     let broker = crate::support::mosquitto::start();
     let good = token_endpoint(vec![], token(VALID, 3599)).await;
     let config = yaml(&smtp, &good, INLINE_SECRETS).replace("mqtt://127.0.0.1:1", &broker.url());
-    let (code, out) = doctor(config).await;
+    let crate::support::cli::Output {
+        code, stdout: out, ..
+    } = crate::support::cli::doctor(&config, &[], &[]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("✔ oauth2 token: access token from"), "{out}");
     assert!(out.contains("XOAUTH2"), "{out}");
@@ -259,7 +232,9 @@ async fn doctor_checks_the_xoauth2_path() {
 
     let bad = token_endpoint(vec![], revoked()).await;
     let config = yaml(&smtp, &bad, INLINE_SECRETS).replace("mqtt://127.0.0.1:1", &broker.url());
-    let (code, out) = doctor(config).await;
+    let crate::support::cli::Output {
+        code, stdout: out, ..
+    } = crate::support::cli::doctor(&config, &[], &[]).await;
     assert_eq!(code, 1, "{out}");
     let line = out
         .lines()

@@ -3,7 +3,6 @@
 //! one by one, nothing accepted after STARTTLS in the same group, the idle timeout, and the
 //! per-connection log the WAN bench counts round trips from.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -27,23 +26,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         io.flush().await.unwrap();
     }
 
-    /// One complete reply (its lines).
     async fn reply(&mut self) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(T, self.io.read_line(&mut line))
-                .await
-                .expect("timed out reading a reply")
-                .unwrap();
-            assert!(n > 0, "connection closed; reply so far: {lines:?}");
-            let line = line.trim_end_matches("\r\n").to_string();
-            let last = line.as_bytes().get(3) != Some(&b'-');
-            lines.push(line);
-            if last {
-                return lines;
-            }
-        }
+        crate::support::smtp::read_reply(&mut self.io).await
     }
 
     /// The first line of each of the next `n` replies.
@@ -107,22 +91,8 @@ async fn logged_in(server: &SmtpServer) -> Client<tokio_rustls::client::TlsStrea
 }
 
 async fn tls(server: &SmtpServer, tcp: TcpStream) -> tokio_rustls::client::TlsStream<TcpStream> {
-    crate::support::install_crypto();
-    let mut roots = rustls::RootCertStore::empty();
-    let der = B64
-        .decode(
-            server
-                .ca_pem
-                .lines()
-                .filter(|l| !l.starts_with("-----"))
-                .collect::<String>(),
-        )
-        .unwrap();
-    roots.add(der.into()).unwrap();
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+    server
+        .tls_connector()
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .unwrap()

@@ -4,7 +4,6 @@
 use std::io::Read as _;
 use std::net::TcpStream as StdTcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -544,24 +543,8 @@ struct Raw<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Raw<S> {
-    /// One complete (possibly multi-line) reply.
     async fn reply(&mut self) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(T, self.io.read_line(&mut line))
-                .await
-                .expect("timed out reading a reply")
-                .unwrap();
-            assert!(n > 0, "connection closed; reply so far: {lines:?}");
-            assert!(line.ends_with("\r\n"), "line without CRLF: {line:?}");
-            let line = line.trim_end_matches("\r\n").to_string();
-            let last = line.as_bytes().get(3) != Some(&b'-');
-            lines.push(line);
-            if last {
-                return lines;
-            }
-        }
+        crate::support::smtp::read_reply(&mut self.io).await
     }
 
     async fn cmd(&mut self, line: &str) -> Vec<String> {
@@ -591,21 +574,7 @@ async fn tls_connect(
     server: &SmtpServer,
     tcp: TcpStream,
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
-    crate::support::install_crypto();
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = server.ca_pem.clone();
-    let der = B64
-        .decode(
-            pem.lines()
-                .filter(|l| !l.starts_with("-----"))
-                .collect::<String>(),
-        )
-        .unwrap();
-    roots.add(der.into()).unwrap();
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = server.tls_connector();
     connector
         .connect("localhost".try_into().unwrap(), tcp)
         .await
@@ -800,26 +769,10 @@ async fn smtp_survives_broken_clients() {
     r.read_line(&mut greeting).await.unwrap();
     assert!(greeting.starts_with("220 "));
     let tcp = r.into_inner();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(
-            B64.decode(
-                server
-                    .ca_pem
-                    .lines()
-                    .filter(|l| !l.starts_with("-----"))
-                    .collect::<String>(),
-            )
-            .unwrap()
-            .into(),
-        )
-        .unwrap();
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let res = tokio::time::timeout(
         T,
-        tokio_rustls::TlsConnector::from(Arc::new(config))
+        server
+            .tls_connector()
             .connect("localhost".try_into().unwrap(), tcp),
     )
     .await

@@ -1,16 +1,17 @@
 //! What the end-to-end benches share: a persistent MQTT publisher, waits on the daemon's log
-//! and the SMTP server's count, the check that mails carry pictures when they should, and
-//! the machine line printed above every table.
+//! and the SMTP server's count, the check that mails carry pictures when they should,
+//! mqttwarn as the baseline, and the machine line printed above every table.
 //!
 //! Each bench includes `tests/support` as `support` first; this module builds on it.
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, PublishOptions, QoS};
 
 use crate::support::daemon::Daemon;
 use crate::support::free_port;
+use crate::support::mosquitto::{self, Mosquitto};
 use crate::support::smtp::SmtpServer;
 
 /// How long any one step may take before the bench gives up and prints the log.
@@ -157,4 +158,83 @@ pub fn machine() -> String {
 /// `12.3 ms`.
 pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// mqttwarn (`pip install mqttwarn`) with its smtp service, subscribed to `bench/+` on a
+/// broker of its own and mailing each message to `smtp` (which listens on port 25 of
+/// `server`), with mqttwarn's defaults otherwise: one worker, one SMTP session per mail.
+///
+/// Port 25 and a bare host name: smtplib sends `server` (`host:port`) as the TLS server
+/// name, which rustls refuses as not a DNS name.
+pub struct Mqttwarn {
+    pub broker: Mosquitto,
+    pub smtp: SmtpServer,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Mqttwarn {
+    pub async fn start(smtp: SmtpServer, server: &str) -> Mqttwarn {
+        let broker = mosquitto::start();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ini = dir.path().join("mqttwarn.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[defaults]\nhostname = '127.0.0.1'\nport = {mqtt}\nclientid = 'mqttwarn-bench'\n\
+                 loglevel = WARNING\nlaunch = smtp\n\n\
+                 [config:smtp]\nserver = '{server}'\nsender = 'cam@example.com'\n\
+                 username = 'cam@example.com'\npassword = 'abcdefghijklmnop'\nstarttls = True\n\
+                 targets = {{'me': ['me@example.com']}}\n\n\
+                 [bench/+]\ntargets = smtp:me\ntitle = {{topic}}\nformat = {{payload}}\n",
+                mqtt = broker.port,
+            ),
+        )
+        .expect("write mqttwarn.ini");
+        let log = std::fs::File::create(dir.path().join("mqttwarn.log")).expect("log file");
+        let mut child = Command::new("mqttwarn")
+            .arg(format!("--config-file={}", ini.display()))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("run mqttwarn");
+        let began = Instant::now();
+        while !broker.log().contains("Sending SUBACK to mqttwarn-bench") {
+            assert!(
+                began.elapsed() < PATIENCE && child.try_wait().ok().flatten().is_none(),
+                "mqttwarn did not subscribe:\n{}",
+                std::fs::read_to_string(dir.path().join("mqttwarn.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Mqttwarn {
+            broker,
+            smtp,
+            child,
+            dir,
+        }
+    }
+
+    /// Waits (1 ms polls) until mqttwarn has mailed `n` messages.
+    pub async fn wait_for(&self, n: usize) {
+        let began = Instant::now();
+        while self.smtp.count() < n {
+            assert!(
+                began.elapsed() < PATIENCE,
+                "mqttwarn mailed {} of {n}:\n{}",
+                self.smtp.count(),
+                std::fs::read_to_string(self.dir.path().join("mqttwarn.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+impl Drop for Mqttwarn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

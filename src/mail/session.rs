@@ -161,6 +161,32 @@ struct State {
     reopens: u32,
 }
 
+impl Spare {
+    /// A session its keeper holds ready, unclaimed.
+    fn kept(id: u64, generation: Option<u64>, wake: &Arc<Notify>) -> Spare {
+        Spare {
+            id,
+            generation,
+            kept: true,
+            claim: None,
+            wake: Some(wake.clone()),
+        }
+    }
+}
+
+impl State {
+    /// A kept session closed: it is no longer spare, and a send that had just claimed it
+    /// waits for another.
+    fn forget(&mut self, id: u64) {
+        let Some(i) = self.spare.iter().position(|p| p.id == id) else {
+            return;
+        };
+        if let Some(tx) = self.spare.remove(i).claim {
+            let _ = tx.send(Handover::Gone);
+        }
+    }
+}
+
 /// A session not carrying a mail.
 struct Spare {
     id: u64,
@@ -460,13 +486,7 @@ impl Sessions {
         st.next_id += 1;
         let id = st.next_id;
         let wake = Arc::new(Notify::new());
-        st.spare.push(Spare {
-            id,
-            generation: s.authed,
-            kept: true,
-            claim: None,
-            wake: Some(wake.clone()),
-        });
+        st.spare.push(Spare::kept(id, s.authed, &wake));
         rt.spawn(keeper(self.me.clone(), id, s, wake));
     }
 
@@ -620,13 +640,7 @@ async fn keeper(pool: Weak<Sessions>, id: u64, mut s: Session, wake: Arc<Notify>
                     Err(Handover::Ready(back)) => {
                         // The send gave up meanwhile: keep it.
                         s = back;
-                        st.spare.push(Spare {
-                            id,
-                            generation: s.authed,
-                            kept: true,
-                            claim: None,
-                            wake: Some(wake.clone()),
-                        });
+                        st.spare.push(Spare::kept(id, s.authed, &wake));
                     }
                     Err(_) => return,
                 }
@@ -667,14 +681,7 @@ async fn keeper(pool: Weak<Sessions>, id: u64, mut s: Session, wake: Arc<Notify>
                 debug!("smtp: a kept session did not answer its keep-alive; closed");
                 let reopen = {
                     let mut st = pool.lock();
-                    let claim = st
-                        .spare
-                        .iter()
-                        .position(|p| p.id == id)
-                        .and_then(|i| st.spare.remove(i).claim);
-                    if let Some(tx) = claim {
-                        let _ = tx.send(Handover::Gone);
-                    }
+                    st.forget(id);
                     pool.may_reopen(&mut st)
                 };
                 if reopen {
@@ -690,14 +697,7 @@ async fn keeper(pool: Weak<Sessions>, id: u64, mut s: Session, wake: Arc<Notify>
                 );
                 let reopen = {
                     let mut st = pool.lock();
-                    let claim = st
-                        .spare
-                        .iter()
-                        .position(|p| p.id == id)
-                        .and_then(|i| st.spare.remove(i).claim);
-                    if let Some(tx) = claim {
-                        let _ = tx.send(Handover::Gone);
-                    }
+                    st.forget(id);
                     pool.closed_idle(&mut st, idle)
                 };
                 if reopen {

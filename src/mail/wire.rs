@@ -937,6 +937,14 @@ mod tests {
         }
     }
 
+    /// Gmail's extensions but CHUNKING: the message goes with DATA.
+    fn no_chunking() -> Capabilities {
+        Capabilities {
+            chunking: false,
+            ..gmail()
+        }
+    }
+
     fn password() -> Credentials {
         Credentials {
             username: "cam@example.com".into(),
@@ -955,13 +963,24 @@ mod tests {
         }
     }
 
+    /// `conn` sends one mail from cam@example.com to `to` in a task; the task hands back the
+    /// result and the connection.
+    fn sending(
+        mut conn: Conn<DuplexStream>,
+        to: &'static [&'static str],
+        body: &'static [u8],
+        auth: Option<Credentials>,
+    ) -> tokio::task::JoinHandle<(Result<Sent, SmtpError>, Conn<DuplexStream>)> {
+        tokio::spawn(async move {
+            let m = mail(to, body);
+            (conn.send(&m, auth.as_ref()).await, conn)
+        })
+    }
+
     #[tokio::test]
     async fn mail_rcpt_and_bdat_go_out_in_one_flight() {
-        let (mut conn, mut server) = pair(gmail());
-        let client = tokio::spawn(async move {
-            let m = mail(&["a@example.com", "b@example.com"], BODY);
-            (conn.send(&m, None).await, conn)
-        });
+        let (conn, mut server) = pair(gmail());
+        let client = sending(conn, &["a@example.com", "b@example.com"], BODY, None);
         let flight = format!(
             "MAIL FROM:<cam@example.com> SIZE={n}\r\nRCPT TO:<a@example.com>\r\n\
              RCPT TO:<b@example.com>\r\nBDAT {n} LAST\r\n",
@@ -980,13 +999,10 @@ mod tests {
 
     #[tokio::test]
     async fn auth_plain_leads_the_flight_when_pipelining() {
-        let (mut conn, mut server) = pair(gmail());
+        let (conn, mut server) = pair(gmail());
         let creds = password();
         let plain = creds.plain();
-        let client = tokio::spawn(async move {
-            let m = mail(&["a@example.com"], BODY);
-            (conn.send(&m, Some(&creds)).await, conn)
-        });
+        let client = sending(conn, &["a@example.com"], BODY, Some(creds));
         let flight = format!(
             "AUTH PLAIN {plain}\r\nMAIL FROM:<cam@example.com> SIZE={n}\r\n\
              RCPT TO:<a@example.com>\r\nBDAT {n} LAST\r\n",
@@ -1002,12 +1018,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_login_in_the_flight_is_the_failure_and_ends_the_connection() {
-        let (mut conn, mut server) = pair(gmail());
+        let (conn, mut server) = pair(gmail());
         let creds = password();
-        let client = tokio::spawn(async move {
-            let m = mail(&["a@example.com"], BODY);
-            (conn.send(&m, Some(&creds)).await, conn)
-        });
+        let client = sending(conn, &["a@example.com"], BODY, Some(creds));
         server.io.fill_buf().await.unwrap();
         server
             .say(
@@ -1074,11 +1087,13 @@ mod tests {
 
     #[tokio::test]
     async fn some_recipients_refused_the_others_get_it() {
-        let (mut conn, mut server) = pair(gmail());
-        let client = tokio::spawn(async move {
-            let m = mail(&["a@example.com", "b@example.com", "c@example.com"], BODY);
-            conn.send(&m, None).await
-        });
+        let (conn, mut server) = pair(gmail());
+        let client = sending(
+            conn,
+            &["a@example.com", "b@example.com", "c@example.com"],
+            BODY,
+            None,
+        );
         server.io.fill_buf().await.unwrap();
         server
             .say(
@@ -1086,7 +1101,7 @@ mod tests {
                  250 2.1.5 OK\r\n250 2.0.0 OK\r\n",
             )
             .await;
-        let sent = client.await.unwrap().unwrap();
+        let sent = client.await.unwrap().0.unwrap();
         assert_eq!(sent.reply.code, 250);
         assert_eq!(sent.refused.len(), 1);
         assert_eq!(sent.refused[0].0, "b@example.com");
@@ -1095,11 +1110,8 @@ mod tests {
 
     #[tokio::test]
     async fn every_recipient_refused_reports_the_first_refusal_not_the_bdat_reply() {
-        let (mut conn, mut server) = pair(gmail());
-        let client = tokio::spawn(async move {
-            let m = mail(&["a@example.com", "b@example.com"], BODY);
-            (conn.send(&m, None).await, conn)
-        });
+        let (conn, mut server) = pair(gmail());
+        let client = sending(conn, &["a@example.com", "b@example.com"], BODY, None);
         server.io.fill_buf().await.unwrap();
         server
             .say(
@@ -1120,16 +1132,9 @@ mod tests {
 
     #[tokio::test]
     async fn without_chunking_data_waits_for_354_and_the_message_is_dot_stuffed() {
-        let caps = Capabilities {
-            chunking: false,
-            ..gmail()
-        };
-        let (mut conn, mut server) = pair(caps);
+        let (conn, mut server) = pair(no_chunking());
         let body: &'static [u8] = b"Subject: x\r\n\r\n.leading dot\r\n..two\r\nend";
-        let client = tokio::spawn(async move {
-            let m = mail(&["a@example.com"], body);
-            conn.send(&m, None).await
-        });
+        let client = sending(conn, &["a@example.com"], body, None);
         let n = body.len();
         server
             .expect(
@@ -1154,7 +1159,7 @@ mod tests {
             .expect(b"Subject: x\r\n\r\n..leading dot\r\n...two\r\nend\r\n.\r\n")
             .await;
         server.say("250 2.0.0 OK\r\n").await;
-        assert_eq!(client.await.unwrap().unwrap().reply.code, 250);
+        assert_eq!(client.await.unwrap().0.unwrap().reply.code, 250);
     }
 
     #[tokio::test]
@@ -1164,11 +1169,8 @@ mod tests {
             chunking: false,
             ..gmail()
         };
-        let (mut conn, mut server) = pair(caps);
-        let client = tokio::spawn(async move {
-            let m = mail(&["a@example.com", "b@example.com"], BODY);
-            conn.send(&m, None).await
-        });
+        let (conn, mut server) = pair(caps);
+        let client = sending(conn, &["a@example.com", "b@example.com"], BODY, None);
         let n = BODY.len();
         server
             .expect(format!("MAIL FROM:<cam@example.com> SIZE={n}\r\n").as_bytes())
@@ -1184,20 +1186,13 @@ mod tests {
         server.say("354 go\r\n").await;
         server.expect(&[BODY, b".\r\n"].concat()).await;
         server.say("250 2.0.0 OK\r\n").await;
-        assert_eq!(client.await.unwrap().unwrap().reply.code, 250);
+        assert_eq!(client.await.unwrap().0.unwrap().reply.code, 250);
     }
 
     #[tokio::test]
     async fn a_refused_data_is_not_followed_by_the_message() {
-        let caps = Capabilities {
-            chunking: false,
-            ..gmail()
-        };
-        let (mut conn, mut server) = pair(caps);
-        let client = tokio::spawn(async move {
-            let m = mail(&["a@example.com"], BODY);
-            (conn.send(&m, None).await, conn)
-        });
+        let (conn, mut server) = pair(no_chunking());
+        let client = sending(conn, &["a@example.com"], BODY, None);
         server.io.fill_buf().await.unwrap();
         server
             .say("550 5.4.5 Daily user sending limit exceeded.\r\n503 5.5.1 MAIL first\r\n503 5.5.1 RCPT first\r\n")
@@ -1220,15 +1215,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_354_after_refused_recipients_drops_the_connection_instead_of_delivering() {
-        let caps = Capabilities {
-            chunking: false,
-            ..gmail()
-        };
-        let (mut conn, mut server) = pair(caps);
-        let client = tokio::spawn(async move {
-            let m = mail(&["a@example.com"], BODY);
-            (conn.send(&m, None).await, conn)
-        });
+        let (conn, mut server) = pair(no_chunking());
+        let client = sending(conn, &["a@example.com"], BODY, None);
         server.io.fill_buf().await.unwrap();
         server
             .say("250 2.1.0 OK\r\n550 5.1.1 no such user\r\n354 go ahead anyway\r\n")
@@ -1250,11 +1238,8 @@ mod tests {
             size: Some(10),
             ..gmail()
         };
-        let (mut conn, mut server) = pair(caps);
-        let client = tokio::spawn(async move {
-            let m = mail(&["a@example.com"], BODY);
-            conn.send(&m, None).await
-        });
+        let (conn, mut server) = pair(caps);
+        let client = sending(conn, &["a@example.com"], BODY, None);
         server
             .expect(format!("MAIL FROM:<cam@example.com> SIZE={}\r\n", BODY.len()).as_bytes())
             .await;
@@ -1262,7 +1247,7 @@ mod tests {
         server
             .say("552 5.3.4 Message size exceeds fixed maximum message size.\r\n")
             .await;
-        match client.await.unwrap().unwrap_err() {
+        match client.await.unwrap().0.unwrap_err() {
             SmtpError::Refused { stage, reply } => {
                 assert_eq!(stage, Stage::Mail);
                 assert_eq!(reply.code, 552);
@@ -1287,11 +1272,8 @@ mod tests {
             ("421 4.4.2 Timeout - closing connection.\r\n", true),
             ("250 2.1.0 OK\r\n250 2.1.5 OK\r\n421 4.7.0 Try again later, closing connection.\r\n", false),
         ] {
-            let (mut conn, mut server) = pair(gmail());
-            let client = tokio::spawn(async move {
-                let m = mail(&["a@example.com"], BODY);
-                (conn.send(&m, None).await, conn)
-            });
+            let (conn, mut server) = pair(gmail());
+            let client = sending(conn, &["a@example.com"], BODY, None);
             server.io.fill_buf().await.unwrap();
             server.say(replies).await;
             let (res, conn) = client.await.unwrap();
@@ -1303,31 +1285,25 @@ mod tests {
 
     #[tokio::test]
     async fn refusals_then_a_closed_connection_are_stale() {
-        let (mut conn, mut server) = pair(gmail());
-        let client = tokio::spawn(async move {
-            let m = mail(&["a@example.com"], BODY);
-            conn.send(&m, None).await
-        });
+        let (conn, mut server) = pair(gmail());
+        let client = sending(conn, &["a@example.com"], BODY, None);
         server.io.fill_buf().await.unwrap();
         server
             .say("451 4.4.2 Timeout - closing connection.\r\n")
             .await;
         drop(server);
-        let err = client.await.unwrap().unwrap_err();
+        let err = client.await.unwrap().0.unwrap_err();
         assert!(err.is_stale(), "{err:?}");
     }
 
     #[tokio::test]
     async fn a_connection_lost_mid_flight_is_not_stale() {
-        let (mut conn, mut server) = pair(gmail());
-        let client = tokio::spawn(async move {
-            let m = mail(&["a@example.com"], BODY);
-            conn.send(&m, None).await
-        });
+        let (conn, mut server) = pair(gmail());
+        let client = sending(conn, &["a@example.com"], BODY, None);
         server.io.fill_buf().await.unwrap();
         server.say("250 2.1.0 OK\r\n").await;
         drop(server);
-        let err = client.await.unwrap().unwrap_err();
+        let err = client.await.unwrap().0.unwrap_err();
         assert!(!err.is_stale(), "{err:?}");
         assert!(matches!(err, SmtpError::Broken { answered: 1, .. }));
     }
@@ -1406,12 +1382,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_pipelined_auth_that_asks_for_more_breaks_the_connection() {
-        let (mut conn, mut server) = pair(gmail());
+        let (conn, mut server) = pair(gmail());
         let creds = password();
-        let client = tokio::spawn(async move {
-            let m = mail(&["a@example.com"], BODY);
-            (conn.send(&m, Some(&creds)).await, conn)
-        });
+        let client = sending(conn, &["a@example.com"], BODY, Some(creds));
         server.io.fill_buf().await.unwrap();
         server.say("334 \r\n").await;
         let (res, conn) = client.await.unwrap();

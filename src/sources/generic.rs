@@ -393,6 +393,26 @@ mod tests {
         )
     }
 
+    /// `sources[index]` on topic `t` for camera `gate`, its picture at the JSON `url`.
+    fn url_source(index: usize, allowed_hosts: &[&str]) -> Generic {
+        Generic::new(
+            index,
+            &GenericSource {
+                topic: "t".into(),
+                camera: Some("gate".into()),
+                json: JsonFields {
+                    image_url: Some("/url".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            &allowed_hosts
+                .iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>(),
+        )
+    }
+
     fn msg<'a>(topic: &'a str, payload: &'a [u8]) -> Message<'a> {
         Message {
             topic,
@@ -520,19 +540,7 @@ mod tests {
 
     #[test]
     fn payload_urls_are_fetched_only_from_allowed_hosts() {
-        let mut d = Generic::new(
-            0,
-            &GenericSource {
-                topic: "t".into(),
-                camera: Some("gate".into()),
-                json: JsonFields {
-                    image_url: Some("/url".into()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            &["nvr.lan".into()],
-        );
+        let mut d = url_source(0, &["nvr.lan"]);
         let ok = br#"{"url": "http://NVR.lan:81/image/gate"}"#;
         let Decoded::Event(e) = d.decode(msg("t", ok)) else {
             panic!()
@@ -555,19 +563,7 @@ mod tests {
     #[test]
     fn default_hosts_allow_their_own_port_only() {
         // The defaults are `host:port` (config_hosts): Frigate's API, not its whole machine.
-        let mut d = Generic::new(
-            1,
-            &GenericSource {
-                topic: "t".into(),
-                camera: Some("gate".into()),
-                json: JsonFields {
-                    image_url: Some("/url".into()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            &["frigate.lan:5000".into(), "nvr.lan:80".into()],
-        );
+        let mut d = url_source(1, &["frigate.lan:5000", "nvr.lan:80"]);
         let mut snapshot = |url: &str| {
             let p = format!(r#"{{"url": "{url}"}}"#);
             match d.decode(msg("t", p.as_bytes())) {

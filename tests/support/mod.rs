@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod cli;
 pub mod daemon;
 pub mod http;
 pub mod images;

@@ -367,7 +367,46 @@ pub async fn start() -> SmtpServer {
     SmtpServer::builder().start().await
 }
 
+/// One complete (possibly multi-line) SMTP reply from `io`, its lines without CRLF. Panics
+/// on a timeout, a closed connection or a line without CRLF.
+pub async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(io: &mut R) -> Vec<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(30), io.read_line(&mut line))
+            .await
+            .expect("timed out reading a reply")
+            .expect("read a reply");
+        assert!(n > 0, "connection closed; reply so far: {lines:?}");
+        assert!(line.ends_with("\r\n"), "line without CRLF: {line:?}");
+        let line = line.trim_end_matches("\r\n").to_string();
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        lines.push(line);
+        if last {
+            return lines;
+        }
+    }
+}
+
 impl SmtpServer {
+    /// A TLS client that trusts this server's CA and nothing else (for talking SMTP by
+    /// hand).
+    pub fn tls_connector(&self) -> tokio_rustls::TlsConnector {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        super::install_crypto();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots
+                .add(cert.expect("the CA is PEM"))
+                .expect("a CA certificate");
+        }
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
     pub fn builder() -> SmtpBuilder {
         SmtpBuilder {
             self_signed: false,
