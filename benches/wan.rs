@@ -27,9 +27,10 @@
 //! handshake of a new connection; 1 for STARTTLS; the TLS handshake's own (1 for TLS 1.3);
 //! and every time the client's next bytes at a command boundary arrived at least half a
 //! round trip after the server had flushed its replies (the client had waited for them;
-//! pipelined bytes arrive sooner). The wait that begins with the previous mail's 250 is idle
-//! time between mails and not counted. Separately, *body rounds*: waits of at least half a
-//! round trip inside a message body, which are TCP's (slow start), not SMTP's.
+//! pipelined bytes arrive sooner). The wait that begins with the previous mail's 250, and
+//! a keep-alive NOOP with the waits around it, are idle time between mails and not counted.
+//! Separately, *body rounds*: waits of at least half a round trip inside a message body,
+//! which are TCP's (slow start), not SMTP's.
 //! Publish → 250 ≈ local work + ½ RTT (the SYN's way out) + round trips × RTT + body rounds ×
 //! RTT.
 //!
@@ -458,14 +459,20 @@ fn count_trips(smtp: &SmtpServer, rtt: Duration) -> Vec<Trips> {
             what: vec!["TCP".into()],
             body_rounds: 0,
         };
-        let mut after_accept = false;
+        // The wait that begins with a 250 to a message, or with the reply to a keep-alive
+        // NOOP, is idle time between mails, not a round trip of either.
+        let mut idle_wait = false;
+        let mut counted_wait = false;
         for (_, step) in log.steps {
+            let waited_for_reply = matches!(step, Step::Reply { .. });
             match step {
                 Step::Reply { waited, after } => {
-                    if after_accept {
-                        after_accept = false;
+                    counted_wait = false;
+                    if idle_wait {
+                        idle_wait = false;
                     } else if waited >= rtt / 2 {
                         current.what.push(after.chars().take(3).collect());
+                        counted_wait = true;
                     }
                 }
                 Step::StartTls => current.what.push("STARTTLS".into()),
@@ -483,9 +490,20 @@ fn count_trips(smtp: &SmtpServer, rtt: Duration) -> Vec<Trips> {
                     if let Some(slot) = out.get_mut(message) {
                         *slot = std::mem::take(&mut current);
                     }
-                    after_accept = true;
+                    idle_wait = true;
+                }
+                Step::Noop => {
+                    // The NOOP itself came after idle time (a keeper sends it between mails),
+                    // so the wait just counted before it was not for a mail either.
+                    if counted_wait {
+                        current.what.pop();
+                    }
+                    idle_wait = true;
                 }
                 Step::IdleClose => {}
+            }
+            if !waited_for_reply {
+                counted_wait = false;
             }
         }
     }

@@ -37,11 +37,15 @@ impl OutboxStats {
 
     pub fn depth_sub(&self, n: u64) {
         // Never wrap below zero if a count was off (e.g. a file removed by hand).
-        let _ = self
-            .depth
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
-                Some(d.saturating_sub(n))
-            });
+        let mut d = self.depth.load(Ordering::Relaxed);
+        while let Err(now) = self.depth.compare_exchange_weak(
+            d,
+            d.saturating_sub(n),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            d = now;
+        }
     }
 
     /// One mail out: accepted by the server, or written as a preview file (which is what

@@ -82,11 +82,7 @@ impl ImagePool {
     ) -> Result<Thumbnail, ImageError> {
         let inner = &self.inner;
         let capacity = inner.workers + inner.queue;
-        let admitted = inner
-            .admitted
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < capacity).then_some(n + 1)
-            });
+        let admitted = admit(&inner.admitted, capacity);
         if let Err(busy) = admitted {
             let total = inner.overflows.fetch_add(1, Ordering::Relaxed) + 1;
             let waiting = busy.saturating_sub(inner.workers);
@@ -126,5 +122,19 @@ impl ImagePool {
         })
         .await
         .unwrap_or_else(|e| Err(ImageError::Worker(e.to_string())))
+    }
+}
+
+/// One more admitted thumbnail if fewer than `capacity` are; otherwise how many are.
+fn admit(admitted: &AtomicUsize, capacity: usize) -> Result<usize, usize> {
+    let mut n = admitted.load(Ordering::Acquire);
+    loop {
+        if n >= capacity {
+            return Err(n);
+        }
+        match admitted.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(prev) => return Ok(prev),
+            Err(now) => n = now,
+        }
     }
 }

@@ -204,6 +204,8 @@ pub enum Step {
     Accepted { message: usize },
     /// The server closed the session after it sat idle for the idle timeout.
     IdleClose,
+    /// A NOOP arrived (a keep-alive, when it comes between mails).
+    Noop,
 }
 
 impl State {
@@ -1399,6 +1401,7 @@ impl Session {
                         .await?;
                 }
                 "NOOP" => {
+                    self.shared.step(self.conn_no, Step::Noop);
                     let id = self.id();
                     self.send1(io, format!("250 2.0.0 OK {id} - gsmtp")).await?;
                 }
