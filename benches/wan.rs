@@ -326,13 +326,17 @@ mod raw {
             Session { io }
         }
 
-        /// MAIL, RCPT and BDAT LAST with `size` bytes in one write; time to the last reply.
+        /// MAIL, RCPT and BDAT LAST with `size` bytes of body in one write; time to the last
+        /// reply.
         pub async fn transaction(&mut self, size: usize) -> Duration {
             let mut group = format!(
                 "MAIL FROM:<cam@example.com>\r\nRCPT TO:<me@example.com>\r\nBDAT {size} LAST\r\n"
             )
             .into_bytes();
-            group.extend(std::iter::repeat_n(b'A', size));
+            // Lines of 76 characters, as base64 bodies are (a server refuses lines over 998
+            // octets).
+            let line = [[b'A'; 76].as_slice(), b"\r\n"].concat();
+            group.extend(line.iter().cycle().take(size));
             let began = Instant::now();
             let tls = self.io.get_mut();
             tls.write_all(&group).await.expect("send");
