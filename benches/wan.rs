@@ -292,7 +292,7 @@ mod raw {
 
     use base64::engine::general_purpose::STANDARD as B64;
     use base64::Engine as _;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::{AsyncWriteExt, BufReader};
     use tokio::net::TcpStream;
     use tokio_rustls::client::TlsStream;
 
@@ -365,17 +365,8 @@ mod raw {
 
     /// The last line of one reply.
     async fn reply<S: tokio::io::AsyncRead + Unpin>(io: &mut BufReader<S>) -> String {
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(Duration::from_secs(30), io.read_line(&mut line))
-                .await
-                .expect("reply in time")
-                .expect("read reply");
-            assert!(n > 0, "connection closed");
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return line;
-            }
-        }
+        let mut lines = crate::support::smtp::read_reply(io).await;
+        lines.pop().expect("a reply has a line")
     }
 }
 
