@@ -6,6 +6,7 @@
 mod support;
 
 mod addon;
+mod architecture;
 mod certificates;
 mod chaos;
 mod container_image;
