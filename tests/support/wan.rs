@@ -113,49 +113,37 @@ impl Link {
         let mtu = MTU.to_string();
         let qlen = TX_QUEUE.to_string();
         ip(&["link", "set", &far_dev, "netns", &ns])?;
-        ip(&["addr", "add", &near_s, "peer", &far_s, "dev", &near_dev])?;
-        ip(&[
-            "link",
-            "set",
-            "dev",
-            &near_dev,
-            "mtu",
-            &mtu,
-            "txqueuelen",
-            &qlen,
-            "up",
-        ])?;
-        ip(&[
-            "-n", &ns, "addr", "add", &far_s, "peer", &near_s, "dev", &far_dev,
-        ])?;
-        ip(&[
-            "-n",
-            &ns,
-            "link",
-            "set",
-            "dev",
-            &far_dev,
-            "mtu",
-            &mtu,
-            "txqueuelen",
-            &qlen,
-            "up",
-        ])?;
-        ip(&["-n", &ns, "link", "set", "dev", "lo", "up"])?;
-        // Linux's default congestion control on both ends, whatever this machine is set to
-        // (e.g. BBR, which paces a slow start instead of sending it in bursts).
-        for (netns, dev, dst, src) in [
-            (None, &near_dev, &far_s, &near_s),
-            (Some(&ns), &far_dev, &near_s, &far_s),
+        // Both ends alike: the address with its peer, the MTU and queue, and Linux's default
+        // congestion control on the route, whatever this machine is set to (e.g. BBR, which
+        // paces a slow start instead of sending it in bursts).
+        for (netns, dev, local, peer) in [
+            (None, &near_dev, &near_s, &far_s),
+            (Some(&ns), &far_dev, &far_s, &near_s),
         ] {
-            let mut args: Vec<&str> = Vec::new();
-            if let Some(n) = netns {
-                args.extend(["-n", n.as_str()]);
-            }
-            args.extend([
+            let in_ns = |args: &[&str]| {
+                let mut all: Vec<&str> = Vec::new();
+                if let Some(n) = netns {
+                    all.extend(["-n", n.as_str()]);
+                }
+                all.extend(args);
+                ip(&all)
+            };
+            in_ns(&["addr", "add", local, "peer", peer, "dev", dev])?;
+            in_ns(&[
+                "link",
+                "set",
+                "dev",
+                dev,
+                "mtu",
+                &mtu,
+                "txqueuelen",
+                &qlen,
+                "up",
+            ])?;
+            in_ns(&[
                 "route",
                 "replace",
-                dst,
+                peer,
                 "dev",
                 dev,
                 "proto",
@@ -163,12 +151,12 @@ impl Link {
                 "scope",
                 "link",
                 "src",
-                src,
+                local,
                 "congctl",
                 CONGESTION_CONTROL,
-            ]);
-            ip(&args)?;
+            ])?;
         }
+        ip(&["-n", &ns, "link", "set", "dev", "lo", "up"])?;
 
         // SAFETY: eventfd has no preconditions; the result is checked.
         let stop = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
