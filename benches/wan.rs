@@ -594,8 +594,24 @@ async fn latency(link: &Link, kind: Kind, spacing: Spacing, samples: usize) -> S
 
 struct Burst {
     per_s: f64,
-    connections: usize,
+    /// Round trips, sizes and connections of the burst's mails (no latencies).
     trips: Series,
+}
+
+impl Burst {
+    /// `smtp` has accepted every mail of a burst whose first event was published at `began`.
+    fn measured(smtp: &SmtpServer, began: Instant, rtt: Duration) -> Burst {
+        let last = *smtp.accepted_times().iter().max().expect("mails arrived");
+        Burst {
+            per_s: smtp.count() as f64 / (last - began).as_secs_f64(),
+            trips: Series {
+                latency: Vec::new(),
+                trips: count_trips(smtp, rtt),
+                bytes: median_size(smtp),
+                connections: smtp.connections(),
+            },
+        }
+    }
 }
 
 /// 100 events on 100 cameras, back to back: mails per second from the first publish to the
@@ -614,17 +630,7 @@ async fn burst(link: &Link, kind: Kind) -> Burst {
     }
     wait_for_count(&r.smtp, BURST_EVENTS, &d).await;
     check_pictures(&r.smtp, kind == Kind::Picture);
-    let last = *r.smtp.accepted_times().iter().max().expect("mails arrived");
-    Burst {
-        per_s: BURST_EVENTS as f64 / (last - began).as_secs_f64(),
-        connections: r.smtp.connections(),
-        trips: Series {
-            latency: Vec::new(),
-            trips: count_trips(&r.smtp, link.rtt()),
-            bytes: median_size(&r.smtp),
-            connections: r.smtp.connections(),
-        },
-    }
+    Burst::measured(&r.smtp, began, link.rtt())
 }
 
 fn median_size(smtp: &SmtpServer) -> usize {
@@ -683,17 +689,7 @@ async fn mqttwarn_burst(link: &Link) -> Burst {
         publisher.publish(&topic, payload).await;
     }
     m.wait_for(BURST_EVENTS).await;
-    let last = *m.smtp.accepted_times().iter().max().expect("mails arrived");
-    Burst {
-        per_s: BURST_EVENTS as f64 / (last - began).as_secs_f64(),
-        connections: m.smtp.connections(),
-        trips: Series {
-            latency: Vec::new(),
-            trips: count_trips(&m.smtp, link.rtt()),
-            bytes: median_size(&m.smtp),
-            connections: m.smtp.connections(),
-        },
-    }
+    Burst::measured(&m.smtp, began, link.rtt())
 }
 
 /// Why the mqttwarn figures cannot be taken here, if they cannot.
@@ -752,7 +748,12 @@ impl Table {
     }
 
     fn burst(&mut self, what: &str, ours: &Burst, theirs: Option<&Burst>, target: &str) {
-        let fmt = |b: &Burst| format!("{:.1} mails/s ({} connections)", b.per_s, b.connections);
+        let fmt = |b: &Burst| {
+            format!(
+                "{:.1} mails/s ({} connections)",
+                b.per_s, b.trips.connections
+            )
+        };
         let trips = |b: &Burst| {
             b.trips
                 .typical_trips()
