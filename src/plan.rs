@@ -51,9 +51,10 @@ impl Plan {
         let mqtt = keep(p, MqttSettings::from_config(&config.mqtt));
         let mail = keep(p, mail::Settings::from_config(&config, &cameras));
         let snapshot = keep(p, snapshot::Settings::from_config(&config, &cameras));
+        let outbox = keep(p, outbox::Settings::from_config(&config));
         ConfigError::from_problems(problems)?;
-        let (Some(policy), Some(mut mqtt), Some(mail), Some(snapshot)) =
-            (policy, mqtt, mail, snapshot)
+        let (Some(policy), Some(mut mqtt), Some(mail), Some(snapshot), Some(outbox)) =
+            (policy, mqtt, mail, snapshot, outbox)
         else {
             unreachable!("a stage without settings has reported its problem")
         };
@@ -61,7 +62,7 @@ impl Plan {
         // Home Assistant shows the entities unavailable when the broker delivers this.
         mqtt.last_will = discovery.as_ref().map(Discovery::last_will);
         Ok(Plan {
-            outbox: outbox::Settings::from_config(&config),
+            outbox,
             config,
             mqtt,
             policy,
@@ -135,5 +136,25 @@ mod tests {
         );
         assert!(e.contains("smtp.from"), "{e}");
         assert!(!e.contains("hunter2secret"), "{e}");
+    }
+
+    #[test]
+    fn a_ca_file_is_read_once_at_planning_and_each_problem_named_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("relay.crt");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        // What `check` accepts, `run` starts with: a file the transport could not use is
+        // refused here, not when the first mail goes out.
+        let e = error_of(&format!(
+            "smtp:\n  host: relay.lan\n  username: a@b.c\n  password: x\n  ca_file: {}\n",
+            not_pem.display()
+        ));
+        assert!(
+            e.contains("smtp.ca_file") && e.contains("holds no certificate"),
+            "{e}"
+        );
+        let e = error_of("mqtt:\n  url: mqtts://broker.lan:8883\n  ca_file: /nonexistent/ca.pem\n");
+        assert_eq!(e.matches("mqtt.ca_file").count(), 1, "{e}");
+        assert!(e.contains("does not exist; give the path"), "{e}");
     }
 }

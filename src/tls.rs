@@ -5,6 +5,7 @@
 //! own provider choice, so we install *ring* once, before any of them builds a TLS config;
 //! otherwise rustls panics with "no process-level CryptoProvider".
 
+use std::path::Path;
 use std::sync::{Arc, Once};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -29,27 +30,17 @@ pub fn install_crypto_provider() {
 /// presenting, byte for byte, a certificate from `ca_file` is trusted for the names it
 /// carries (pinning), as curl and Python's smtplib do; everything else goes through normal
 /// validation.
-pub fn client_config(
-    ca_file: Option<&std::path::Path>,
-    key: &str,
-) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::pem::PemObject;
+pub fn client_config(ca_file: Option<&Path>, key: &str) -> Result<rustls::ClientConfig, String> {
     install_crypto_provider();
     let mut roots =
         rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let mut pinned = Vec::new();
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("{key}: cannot read {}: {e}", path.display()))?;
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| format!("{key}: {} is not PEM: {e}", path.display()))?;
+        pinned = ca_file_certificates(path, key)?;
+        for cert in &pinned {
             roots
                 .add(cert.clone())
                 .map_err(|e| format!("{key}: {}: {e}", path.display()))?;
-            pinned.push(cert);
-        }
-        if pinned.is_empty() {
-            return Err(format!("{key}: {} holds no certificate", path.display()));
         }
     }
     let webpki = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
@@ -64,6 +55,29 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PinnedOrWebPki { pinned, webpki }))
         .with_no_client_auth())
+}
+
+/// The certificates in the PEM file `path` (named `key` in errors): at least one, or an
+/// error that says what is wrong with the file.
+pub fn ca_file_certificates(
+    path: &Path,
+    key: &str,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "{key}: {} does not exist; give the path of a PEM certificate or remove the key",
+            path.display()
+        ),
+        _ => format!("{key}: cannot read {}: {e}", path.display()),
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{key}: {} is not PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{key}: {} holds no certificate", path.display()));
+    }
+    Ok(certs)
 }
 
 /// Normal validation, or the exact certificate the user gave (see [`client_config`]).

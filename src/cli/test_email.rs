@@ -20,7 +20,7 @@ pub fn run(config_path: Option<&Path>, to: Option<String>) -> anyhow::Result<Exi
         }
     };
     super::logging::init(&plan.config.log);
-    let Some(smtp) = plan.config.smtp.clone() else {
+    let Some((smtp, tls)) = plan.outbox.smtp().map(|(s, t)| (s.clone(), t.clone())) else {
         eprintln!(
             "✘ smtp: no smtp section, so snapmail is in preview mode and sends nothing; \
              add smtp.username and smtp.password (see README, \"Gmail and Frigate\")"
@@ -41,7 +41,7 @@ pub fn run(config_path: Option<&Path>, to: Option<String>) -> anyhow::Result<Exi
                 return ExitCode::FAILURE;
             }
         };
-        let mailer = match Mailer::new(&smtp) {
+        let mailer = match Mailer::with_tls(&smtp, tls) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("✘ {e}");

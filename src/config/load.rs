@@ -310,17 +310,6 @@ fn unset_if_empty(path: &mut Option<PathBuf>) {
     }
 }
 
-/// A `ca_file` key names a file that exists (its contents are judged where it is used).
-fn ca_file_exists(key: &str, path: &Option<PathBuf>) -> Option<String> {
-    let path = path.as_ref()?;
-    (!path.exists()).then(|| {
-        format!(
-            "{key}: {} does not exist; give the path of a PEM certificate or remove the key",
-            path.display()
-        )
-    })
-}
-
 /// The checks that need nothing but the configuration itself, every one of them: what only
 /// a stage can judge (a broker URL, a mailbox, a window a camera names) is checked when the
 /// [`crate::plan::Plan`] resolves each stage's settings. A secret whose file could not be
@@ -335,9 +324,6 @@ fn validate(cfg: &Config, problems: &mut Vec<ConfigError>) {
     }
     if cfg.mqtt.client_id.trim().is_empty() {
         fail("mqtt.client_id: must not be empty".into());
-    }
-    if let Some(wrong) = ca_file_exists("mqtt.ca_file", &cfg.mqtt.ca_file) {
-        fail(wrong);
     }
     if let Some(smtp) = &cfg.smtp {
         if smtp.host.trim().is_empty() {
@@ -360,9 +346,6 @@ fn validate(cfg: &Config, problems: &mut Vec<ConfigError>) {
             if let Some(wrong) = smtp.app_password_shape().problem() {
                 fail(format!("smtp.password: {wrong}"));
             }
-        }
-        if let Some(wrong) = ca_file_exists("smtp.ca_file", &smtp.ca_file) {
-            fail(wrong);
         }
         if smtp.max_connections == 0 {
             fail("smtp.max_connections: must be at least 1".into());

@@ -123,6 +123,11 @@ impl Logins for Login {
     }
 }
 
+/// The TLS trust for `smtp`: the public roots plus `smtp.ca_file` (read here).
+pub fn tls_config(smtp: &SmtpConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+    crate::tls::client_config(smtp.ca_file.as_deref(), "smtp.ca_file").map(Arc::new)
+}
+
 impl Mailer {
     pub fn new(smtp: &SmtpConfig) -> Result<Mailer, TransportError> {
         Mailer::with_idle_policy(smtp, IdlePolicy::default())
@@ -130,6 +135,26 @@ impl Mailer {
 
     /// A mailer that keeps idle sessions as `idle` says (tests use short intervals).
     pub fn with_idle_policy(smtp: &SmtpConfig, idle: IdlePolicy) -> Result<Mailer, TransportError> {
+        let tls = tls_config(smtp).map_err(|reason| TransportError::Tls {
+            host: smtp.host.clone(),
+            reason,
+        })?;
+        Mailer::build(smtp, tls, idle)
+    }
+
+    /// A mailer using `tls`, the trust [`tls_config`] resolved for `smtp` beforehand.
+    pub fn with_tls(
+        smtp: &SmtpConfig,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Mailer, TransportError> {
+        Mailer::build(smtp, tls, IdlePolicy::default())
+    }
+
+    fn build(
+        smtp: &SmtpConfig,
+        tls: Arc<rustls::ClientConfig>,
+        idle: IdlePolicy,
+    ) -> Result<Mailer, TransportError> {
         let login = match smtp.auth {
             AuthMethod::Password => Login::Password(Credentials {
                 username: smtp.username.clone(),
@@ -146,7 +171,12 @@ impl Mailer {
         let login = Arc::new(login);
         Ok(Mailer {
             sessions: Sessions::new(
-                Self::endpoint(smtp)?,
+                Endpoint {
+                    host: smtp.host.clone(),
+                    port: smtp.port.0,
+                    security: smtp.security(),
+                    tls,
+                },
                 max,
                 smtp.timeout.0,
                 idle,
@@ -155,23 +185,6 @@ impl Mailer {
             login,
             permits: Arc::new(Semaphore::new(max)),
             timeout: smtp.timeout.0,
-        })
-    }
-
-    /// Host, port and TLS settings; everything but the credentials.
-    fn endpoint(smtp: &SmtpConfig) -> Result<Endpoint, TransportError> {
-        crate::tls::install_crypto_provider();
-        let tls = crate::tls::client_config(smtp.ca_file.as_deref(), "smtp.ca_file").map_err(
-            |reason| TransportError::Tls {
-                host: smtp.host.clone(),
-                reason,
-            },
-        )?;
-        Ok(Endpoint {
-            host: smtp.host.clone(),
-            port: smtp.port.0,
-            security: smtp.security(),
-            tls: Arc::new(tls),
         })
     }
 

@@ -158,8 +158,9 @@ pub fn open(
                 spool,
                 delivery,
                 smtp,
+                tls,
             } = *s;
-            let mailer = Mailer::new(&smtp)?;
+            let mailer = Mailer::with_tls(&smtp, tls)?;
             let (notify, notified) = mpsc::channel(NOTIFY_QUEUE);
             let outbox = SpoolOutbox::open(&spool, stats, notify)?;
             info!(

@@ -1,10 +1,12 @@
 //! The outbox's settings: a durable spool in front of SMTP (with the delivery loop's timing
-//! from `outbox.*`), or, with no `smtp` section, a directory of `.eml` previews.
+//! from `outbox.*` and the TLS trust for the server, `smtp.ca_file` read once here), or,
+//! with no `smtp` section, a directory of `.eml` previews.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::delivery::DeliverySettings;
-use crate::config::{Config, OutboxConfig, SmtpConfig};
+use crate::config::{Config, ConfigError, OutboxConfig, SmtpConfig};
 
 /// Where composed mail goes.
 #[derive(Debug, Clone)]
@@ -21,13 +23,16 @@ pub struct SpoolSettings {
     pub spool: OutboxConfig,
     pub delivery: DeliverySettings,
     pub smtp: SmtpConfig,
+    /// The public roots plus `smtp.ca_file`.
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 impl Settings {
-    pub fn from_config(config: &Config) -> Settings {
+    pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
         let o = &config.outbox;
-        match &config.smtp {
+        Ok(match &config.smtp {
             Some(smtp) => Settings::Spool(Box::new(SpoolSettings {
+                tls: crate::mail::transport::tls_config(smtp).map_err(ConfigError::invalid)?,
                 spool: o.clone(),
                 delivery: DeliverySettings {
                     max_age: o.max_age.0,
@@ -43,6 +48,17 @@ impl Settings {
             None => Settings::Preview {
                 dir: o.preview_dir.clone(),
             },
+        })
+    }
+}
+
+impl Settings {
+    /// The SMTP server mail goes out through and the TLS trust for it; `None` in preview
+    /// mode.
+    pub fn smtp(&self) -> Option<(&SmtpConfig, &Arc<rustls::ClientConfig>)> {
+        match self {
+            Settings::Spool(s) => Some((&s.smtp, &s.tls)),
+            Settings::Preview { .. } => None,
         }
     }
 }

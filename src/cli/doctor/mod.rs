@@ -76,8 +76,8 @@ async fn diagnose(
         .unwrap_or_else(|| "(no file: embedded defaults and SNAPMAIL__ variables)".into());
     report.ok("config", format!("{shown} is valid"));
 
-    match &plan.config.smtp {
-        Some(smtp) => smtp::smtp_steps(&plan, smtp, args, report).await,
+    match plan.outbox.smtp() {
+        Some((smtp, tls)) => smtp::smtp_steps(&plan, smtp, tls, args, report).await,
         None => report.warn(
             "smtp",
             "no smtp section: preview mode, mails are written as .eml files and nothing is sent",

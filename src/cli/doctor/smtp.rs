@@ -3,6 +3,7 @@
 //! test mail.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use snapmail::config::{AuthMethod, PasswordShape, SmtpConfig};
@@ -20,10 +21,11 @@ use crate::cli::sample::{sample, test_mail};
 pub(super) async fn smtp_steps(
     plan: &Plan,
     smtp: &SmtpConfig,
+    tls: &Arc<rustls::ClientConfig>,
     args: &DoctorArgs,
     report: &mut Report,
 ) {
-    let mailer = match Mailer::new(smtp) {
+    let mailer = match Mailer::with_tls(smtp, tls.clone()) {
         Ok(m) => m,
         Err(e) => {
             report.fail("smtp setup", e.to_string(), "correct the key named above");
@@ -159,7 +161,7 @@ pub(super) async fn smtp_steps(
     }
 
     // Greeting, TLS and EHLO on our own connection.
-    let tls_ok = tls_steps(smtp, &addrs, args.timeout, report).await;
+    let tls_ok = tls_steps(smtp, tls, &addrs, args.timeout, report).await;
     if !tls_ok {
         report.skip("smtp auth", "login not tried: fix the TLS step first");
         return;

@@ -25,6 +25,7 @@ pub(super) async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<T
 /// True when the TLS session came up and the login mechanism is offered.
 pub(super) async fn tls_steps(
     smtp: &SmtpConfig,
+    tls: &Arc<rustls::ClientConfig>,
     addrs: &[SocketAddr],
     timeout: Duration,
     report: &mut Report,
@@ -33,17 +34,8 @@ pub(super) async fn tls_steps(
         .iter()
         .map(|a| SocketAddr::new(a.ip(), smtp.port.0))
         .collect();
-    let tls = match tls_connector(smtp).await {
-        Ok(t) => t,
-        Err(e) => {
-            report.fail(
-                "smtp tls",
-                e,
-                "give smtp.ca_file a PEM certificate, or remove the key",
-            );
-            return false;
-        }
-    };
+    // The trust the daemon uses (public roots plus smtp.ca_file), resolved by the plan.
+    let tls = Connector::from(tls.clone());
     let port = smtp.port.0;
     let stream = match connect(&addrs, timeout).await {
         Ok(s) => s,
@@ -377,17 +369,6 @@ pub(super) async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
 
 pub(super) type Connector = tokio_rustls::TlsConnector;
 
-/// Web PKI roots plus `smtp.ca_file`, like the transport.
-pub(super) async fn tls_connector(smtp: &SmtpConfig) -> Result<Connector, String> {
-    let ca_file = smtp.ca_file.clone();
-    let config = tokio::task::spawn_blocking(move || {
-        snapmail::tls::client_config(ca_file.as_deref(), "smtp.ca_file")
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    Ok(Connector::from(Arc::new(config)))
-}
-
 pub(super) enum HandshakeFailure {
     Timeout,
     Certificate(rustls::CertificateError),
@@ -448,15 +429,13 @@ pub(super) fn tls_version(s: &tokio_rustls::client::TlsStream<TcpStream>) -> Str
 /// How the server's certificate came to be trusted: through a CA, or because it is exactly
 /// the certificate in `smtp.ca_file` (a self-signed server).
 fn trust(s: &tokio_rustls::client::TlsStream<TcpStream>, smtp: &SmtpConfig) -> String {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
     let presented = s.get_ref().1.peer_certificates().and_then(|c| c.first());
-    let pinned = smtp.ca_file.as_deref().and_then(|p| std::fs::read(p).ok());
-    let is_pinned = match (presented, pinned) {
-        (Some(cert), Some(pem)) => CertificateDer::pem_slice_iter(&pem)
-            .flatten()
-            .any(|c| c.as_ref() == cert.as_ref()),
-        _ => false,
-    };
+    let pinned = smtp
+        .ca_file
+        .as_deref()
+        .and_then(|p| snapmail::tls::ca_file_certificates(p, "smtp.ca_file").ok())
+        .unwrap_or_default();
+    let is_pinned = presented.is_some_and(|cert| pinned.iter().any(|c| c == cert));
     if is_pinned {
         format!(
             "the server's own certificate from smtp.ca_file, valid for {}",
